@@ -1,0 +1,88 @@
+use serde::Serialize;
+
+use super::AuditError;
+use crate::bolt::{self, CheckReport, Db, Layout, MetaError};
+use crate::container::{self, Trailer};
+use crate::etcd::{EtcdMeta, META_BUCKET};
+
+/// One backup, opened and walked once; every audit reads from this.
+pub struct Backup<'a> {
+    pub container: Vec<String>,
+    pub db: Db<'a>,
+    pub layout: Layout<'a>,
+    pub check: CheckReport,
+    pub etcd_meta: EtcdMeta,
+    pub integrity: Integrity,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Integrity {
+    pub sha256_trailer: Trailer,
+    pub meta: [MetaState; 2],
+    pub bbolt_errors: Vec<String>,
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetaState {
+    pub page: u8,
+    pub valid: bool,
+    pub txid: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl<'a> Backup<'a> {
+    /// Opens the bbolt inside `bytes`, walks it and checks it. The trailer's
+    /// SHA-256 runs beside the walk: both read the whole file.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, AuditError> {
+        let (db_bytes, has_trailer) = container::split_trailer(bytes);
+        let db = Db::open(db_bytes)?;
+        let (trailer, (layout, check)) = rayon::join(
+            || container::verify_trailer(bytes),
+            || {
+                let layout = db.layout();
+                let check = bolt::check(&db, &layout);
+                (layout, check)
+            },
+        );
+        let etcd_meta = layout
+            .bucket(META_BUCKET)
+            .map(EtcdMeta::read)
+            .unwrap_or_default();
+        let meta = [0u8, 1].map(|i| meta_state(i, &db.metas()[i as usize]));
+        let ok =
+            trailer != Trailer::Mismatch && meta.iter().all(|m| m.valid) && check.errors.is_empty();
+        let integrity = Integrity {
+            sha256_trailer: trailer,
+            meta,
+            bbolt_errors: check.errors.clone(),
+            ok,
+        };
+        let container = vec![container::kind(has_trailer).to_string()];
+        Ok(Backup {
+            container,
+            db,
+            layout,
+            check,
+            etcd_meta,
+            integrity,
+        })
+    }
+}
+
+fn meta_state(page: u8, meta: &Result<bolt::Meta, MetaError>) -> MetaState {
+    match meta {
+        Ok(m) => MetaState {
+            page,
+            valid: true,
+            txid: Some(m.txid),
+            error: None,
+        },
+        Err(e) => MetaState {
+            page,
+            valid: false,
+            txid: None,
+            error: Some(e.to_string()),
+        },
+    }
+}

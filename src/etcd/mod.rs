@@ -1,0 +1,21 @@
+//! etcd's MVCC data on top of bbolt: revision keys, `mvccpb.KeyValue`, the
+//! `meta` bucket and the `etcdutl snapshot status` figures.
+//! Format: `shared/formats/etcd-bbolt.md` §5–§6.
+
+mod meta;
+mod revision;
+mod status;
+
+pub use meta::EtcdMeta;
+pub use revision::Revision;
+pub use status::{status, Status};
+
+pub mod mvccpb {
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+}
+
+pub use mvccpb::KeyValue;
+
+/// The bucket that holds every revision.
+pub const KEY_BUCKET: &[u8] = b"key";
+pub const META_BUCKET: &[u8] = b"meta";

@@ -1,0 +1,12 @@
+//! etcd-audit: an offline, read-only auditor for etcd backups of Kubernetes
+//! clusters. Data flows one way:
+//! `source → container → bolt → etcd → k8s → encryption → audit → report`.
+
+pub mod audit;
+pub mod bolt;
+pub mod container;
+pub mod etcd;
+pub mod report;
+pub mod source;
+
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,36 @@
+//! Renderers: JSON with a versioned schema for machines, tables for people.
+
+pub mod inspect;
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A per-source result: the audit, or the reason it could not run.
+#[derive(Debug, Serialize)]
+pub struct Entry<T: Serialize> {
+    pub source: String,
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub result: Option<T>,
+}
+
+#[derive(Serialize)]
+struct Document<'a, T: Serialize> {
+    schema: &'static str,
+    tool_version: &'static str,
+    backups: &'a [Entry<T>],
+}
+
+fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>]) -> String {
+    let doc = Document {
+        schema,
+        tool_version: crate::TOOL_VERSION,
+        backups,
+    };
+    serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n"
+}
