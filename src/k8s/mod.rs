@@ -1,0 +1,12 @@
+//! Kubernetes on top of etcd: registry keys and the identity encodings of
+//! stored objects. Format: `shared/formats/k8s-encryption.md` §1, §8, §9.
+
+mod key;
+mod object;
+
+pub use key::{detect_prefix, GroupResource, RegistryKey, DEFAULT_PREFIXES};
+pub use object::{decode_object, Encoding, ObjectInfo};
+
+pub(crate) mod pb {
+    include!(concat!(env!("OUT_DIR"), "/k8s.rs"));
+}

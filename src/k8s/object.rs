@@ -1,0 +1,188 @@
+//! Identity encodings of a stored object, decoded only as far as an audit
+//! needs: kind, apiVersion, metadata name/namespace, and for Secrets the
+//! type and data key names. Secret values are never decoded or copied.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use serde::{de::IgnoredAny, Deserialize, Serialize};
+
+use super::pb;
+
+const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
+const CBOR_SELF_DESCRIBE: &[u8] = &[0xd9, 0xd9, 0xf7];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Protobuf,
+    Json,
+    Cbor,
+    Unrecognized,
+}
+
+/// What a stored object says about itself. `None` fields were absent or the
+/// bytes did not decode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectInfo {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data_keys: Vec<String>,
+}
+
+/// Recognises the encoding and decodes the object head. An object that does
+/// not decode returns its encoding with `None` info.
+pub fn decode_object(bytes: &[u8]) -> (Encoding, Option<ObjectInfo>) {
+    if let Some(rest) = bytes.strip_prefix(PROTOBUF_MAGIC) {
+        (Encoding::Protobuf, decode_protobuf(rest))
+    } else if bytes.starts_with(CBOR_SELF_DESCRIBE) {
+        (Encoding::Cbor, decode_cbor(bytes))
+    } else if bytes.trim_ascii_start().starts_with(b"{") {
+        (Encoding::Json, decode_json(bytes))
+    } else {
+        (Encoding::Unrecognized, None)
+    }
+}
+
+fn decode_protobuf(bytes: &[u8]) -> Option<ObjectInfo> {
+    let unknown = pb::Unknown::decode(bytes).ok()?;
+    let type_meta = unknown.type_meta.unwrap_or_default();
+    let mut info = ObjectInfo {
+        api_version: non_empty(type_meta.api_version),
+        kind: non_empty(type_meta.kind),
+        ..ObjectInfo::default()
+    };
+    let metadata = if info.kind.as_deref() == Some("Secret") {
+        let secret = pb::SecretHead::decode(unknown.raw.as_slice()).ok()?;
+        info.secret_type = non_empty(secret.r#type);
+        info.data_keys = secret.data.into_iter().map(|d| d.key).collect();
+        secret.metadata
+    } else {
+        pb::ObjectHead::decode(unknown.raw.as_slice())
+            .ok()?
+            .metadata
+    };
+    let metadata = metadata?;
+    info.name = non_empty(metadata.name);
+    info.namespace = non_empty(metadata.namespace);
+    Some(info)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonHead {
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<JsonMeta>,
+    #[serde(rename = "type")]
+    secret_type: Option<String>,
+    data: Option<BTreeMap<String, IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct JsonMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+fn decode_json(bytes: &[u8]) -> Option<ObjectInfo> {
+    let head: JsonHead = serde_json::from_slice(bytes).ok()?;
+    let (name, namespace) = head
+        .metadata
+        .map_or((None, None), |m| (m.name, m.namespace));
+    let is_secret = head.kind.as_deref() == Some("Secret");
+    Some(ObjectInfo {
+        api_version: head.api_version,
+        kind: head.kind,
+        name,
+        namespace,
+        secret_type: head.secret_type.filter(|_| is_secret),
+        data_keys: head
+            .data
+            .filter(|_| is_secret)
+            .map(|d| d.into_keys().collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn decode_cbor(bytes: &[u8]) -> Option<ObjectInfo> {
+    use ciborium::Value;
+    let value: Value = ciborium::from_reader(bytes).ok()?;
+    let value = match value {
+        Value::Tag(_, inner) => *inner,
+        v => v,
+    };
+    let field = |map: &[(Value, Value)], name: &str| -> Option<Value> {
+        map.iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v.clone())
+    };
+    let text = |v: Option<Value>| v.and_then(|v| v.into_text().ok());
+    let top = value.into_map().ok()?;
+    let meta = field(&top, "metadata")
+        .and_then(|m| m.into_map().ok())
+        .unwrap_or_default();
+    Some(ObjectInfo {
+        api_version: text(field(&top, "apiVersion")),
+        kind: text(field(&top, "kind")),
+        name: text(field(&meta, "name")),
+        namespace: text(field(&meta, "namespace")),
+        ..ObjectInfo::default()
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_secret_head_without_values() {
+        let (enc, info) = decode_object(
+            br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"a","namespace":"b"},"data":{"pw":"c2VjcmV0"},"type":"Opaque"}"#,
+        );
+        let info = info.unwrap();
+        assert_eq!(enc, Encoding::Json);
+        assert_eq!(
+            (info.name.as_deref(), info.namespace.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        assert_eq!(info.data_keys, vec!["pw".to_string()]);
+        assert_eq!(info.secret_type.as_deref(), Some("Opaque"));
+    }
+
+    #[test]
+    fn unrecognized_and_broken() {
+        assert_eq!(
+            decode_object(b"\x00\x01garbage"),
+            (Encoding::Unrecognized, None)
+        );
+        assert_eq!(decode_object(b"k8s\x00\xff\xff\xff").0, Encoding::Protobuf);
+        assert_eq!(decode_object(b"k8s\x00\xff\xff\xff").1, None);
+        assert_eq!(decode_object(b"{not json").1, None);
+    }
+
+    #[test]
+    fn cbor_head() {
+        let mut buf = vec![0xd9, 0xd9, 0xf7];
+        let doc = ciborium::Value::Map(vec![
+            ("kind".into(), "Panda".into()),
+            (
+                "metadata".into(),
+                ciborium::Value::Map(vec![("name".into(), "p1".into())]),
+            ),
+        ]);
+        ciborium::into_writer(&doc, &mut buf).unwrap();
+        let (enc, info) = decode_object(&buf);
+        assert_eq!(enc, Encoding::Cbor);
+        assert_eq!(info.unwrap().name.as_deref(), Some("p1"));
+    }
+}
