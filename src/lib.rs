@@ -9,6 +9,7 @@ pub mod encryption;
 pub mod etcd;
 pub mod k8s;
 pub mod report;
+pub mod run;
 pub mod source;
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,17 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use etcd_audit::audit::{self, AuditError, Backup, Inspection, Outcome};
-use etcd_audit::report::{self, Entry, Format};
-use etcd_audit::source;
+use clap::{Args, Parser, Subcommand};
+use etcd_audit::audit::{FailOn, Outcome, ScanOptions};
+use etcd_audit::report::Format;
+use etcd_audit::run::{self, ScanArgs};
 
 #[derive(Parser)]
-#[command(
-    name = "etcd-audit",
-    version,
-    about = "Audit etcd backups of Kubernetes clusters, offline and read-only"
-)]
+#[command(name = "etcd-audit", version, about = "Audit etcd backups of Kubernetes clusters, offline and read-only")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A verdict for every in-scope value: plaintext, decryptable, unknown-key, undecryptable, malformed.
+    Scan(ScanCli),
+    /// Which keys each backup needs, and whether the supplied configs hold them all.
+    Keys(ScanCli),
     /// Integrity and layout: what `etcdutl snapshot status` and `bbolt check` say.
     Inspect {
         /// Backup files (etcdctl snapshots or copies of member/snap/db).
@@ -29,54 +29,68 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Compare control-plane nodes' EncryptionConfiguration files.
+    Configs {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+struct ScanCli {
+    /// Backup files (etcdctl snapshots or copies of member/snap/db).
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
+    #[arg(short = 'c', long = "encryption-config")]
+    configs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Comma-separated findings that make the exit code 1.
+    #[arg(long, default_value = etcd_audit::audit::FAIL_ON_DEFAULT)]
+    fail_on: FailOn,
+    /// Resources to judge besides secrets: `configmaps`, `deployments.apps`, `*.apps`, `*.`, `*.*`.
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// The kube-apiserver --etcd-prefix (default: detected, /registry or /kubernetes.io).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
+    /// Also judge every older revision still in MVCC history.
+    #[arg(long)]
+    history: bool,
+}
+
+impl ScanCli {
+    fn into_args(self) -> ScanArgs {
+        ScanArgs {
+            sources: self.sources,
+            configs: self.configs,
+            resources: self.resources,
+            options: ScanOptions { etcd_prefix: self.etcd_prefix, history: self.history },
+            fail_on: self.fail_on,
+            format: self.format,
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Inspect { sources, format } => inspect(&sources, format),
+    let result = match Cli::parse().command {
+        Command::Inspect { sources, format } => Ok(run::inspect(&sources, format)),
+        Command::Scan(cli) => run::scan(&cli.into_args()),
+        Command::Keys(cli) => run::keys(&cli.into_args()),
+        Command::Configs { configs, format } => run::configs(&configs, format),
+    };
+    let outcome = match result {
+        Ok((stdout, outcome)) => {
+            print!("{stdout}");
+            outcome
+        }
+        Err(e) => {
+            eprintln!("etcd-audit: {e}");
+            Outcome::Failed
+        }
     };
     ExitCode::from(outcome as u8)
-}
-
-fn inspect(sources: &[PathBuf], format: Format) -> Outcome {
-    let mut worst = Outcome::Clean;
-    let entries: Vec<Entry<Inspection>> = sources
-        .iter()
-        .map(|path| {
-            let source = path.display().to_string();
-            match inspect_one(path) {
-                Ok(result) => {
-                    let outcome = if result.integrity.ok {
-                        Outcome::Clean
-                    } else {
-                        Outcome::Findings
-                    };
-                    worst = worst.max(outcome);
-                    Entry {
-                        source,
-                        error: None,
-                        result: Some(result),
-                    }
-                }
-                Err(e) => {
-                    eprintln!("etcd-audit: {source}: {e}");
-                    worst = Outcome::Failed;
-                    Entry {
-                        source,
-                        error: Some(e.to_string()),
-                        result: None,
-                    }
-                }
-            }
-        })
-        .collect();
-    print!("{}", report::inspect::render(&entries, format));
-    worst
-}
-
-fn inspect_one(path: &std::path::Path) -> Result<Inspection, AuditError> {
-    let bytes = source::open_file(path)?;
-    let backup = Backup::open(bytes.bytes())?;
-    Ok(audit::inspect(&backup))
 }

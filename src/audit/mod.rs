@@ -1,10 +1,24 @@
-//! Audits: open a backup once, then judge it (integrity, verdicts, findings).
+//! Audits: open a backup once, then judge it (integrity, verdicts, findings,
+//! key pairing) and turn the result into an exit code.
 
 mod backup;
+pub mod configs;
+mod failon;
+mod findings;
 mod inspect;
+mod pairing;
+mod scan;
+mod scope;
+mod verdict;
 
 pub use backup::{Backup, Integrity, MetaState};
+pub use failon::{FailOn, FailOnError, DEFAULT as FAIL_ON_DEFAULT};
+pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
+pub use pairing::KeyUse;
+pub use scan::{scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport, Summary};
+pub use scope::Scope;
+pub use verdict::{Class, Judge, Verdict};
 
 use crate::bolt::BoltError;
 use crate::source::SourceError;
@@ -15,6 +29,8 @@ pub enum AuditError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Bolt(#[from] BoltError),
+    #[error("no `key` bucket: this bbolt file is not an etcd v3 database")]
+    NotEtcd,
 }
 
 /// Exit codes of DESIGN.md: with several sources the highest wins.

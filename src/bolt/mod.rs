@@ -17,7 +17,7 @@ pub use check::{check, CheckReport};
 pub use meta::{fnv1a64, Meta, MetaError, MAGIC, PGID_NO_FREELIST};
 pub use page::{BranchItem, LeafItem, Page, Pgid, BUCKET_LEAF_FLAG};
 pub use pageset::PageSet;
-pub use tree::{BucketLayout, BucketRoot, Layout, PageStats};
+pub use tree::{BucketLayout, BucketRoot, Layout, Leaf, PageStats};
 
 use page::FREELIST_PAGE_FLAG;
 

@@ -2,10 +2,12 @@
 //! `meta` bucket and the `etcdutl snapshot status` figures.
 //! Format: `shared/formats/etcd-bbolt.md` §5–§6.
 
+mod kv;
 mod meta;
 mod revision;
 mod status;
 
+pub use kv::KeyValueRef;
 pub use meta::EtcdMeta;
 pub use revision::Revision;
 pub use status::{status, Status};

@@ -198,17 +198,6 @@ fn is_apiserver_identity_lease(
         && name.starts_with("apiserver-")
 }
 
-/// Built-in groups a `*.group` wildcard can name.
-pub fn builtin_group_of(resource: &str) -> Option<&'static str> {
-    if CORE_RESOURCES.contains(&resource) {
-        return Some("");
-    }
-    GROUPED_RESOURCES
-        .iter()
-        .find(|(r, _)| *r == resource)
-        .map(|(_, g)| *g)
-}
-
 /// The prefix in use: the first default that has object keys, by a sample of keys.
 pub fn detect_prefix<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> &'static str {
     let mut counts = [0usize; DEFAULT_PREFIXES.len()];

@@ -4,7 +4,7 @@
 mod key;
 mod object;
 
-pub use key::{detect_prefix, GroupResource, RegistryKey, DEFAULT_PREFIXES};
+pub use key::{detect_prefix, GroupResource, RegistryKey, CORE_RESOURCES, DEFAULT_PREFIXES};
 pub use object::{decode_object, Encoding, ObjectInfo};
 
 pub(crate) mod pb {

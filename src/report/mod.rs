@@ -1,6 +1,9 @@
 //! Renderers: JSON with a versioned schema for machines, tables for people.
 
+pub mod configs;
 pub mod inspect;
+pub mod keys;
+pub mod scan;
 
 use serde::Serialize;
 

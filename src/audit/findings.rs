@@ -1,0 +1,175 @@
+//! Findings: what a reader of the report must act on, aggregated per code.
+
+use serde::Serialize;
+
+use super::scan::{EntryRecord, HistoryRecord};
+use super::verdict::{Class, Judge, Verdict};
+use super::Integrity;
+
+const MAX_EXAMPLES: usize = 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub count: u64,
+    pub message: String,
+    pub examples: Vec<String>,
+}
+
+/// A rule: which entries it counts, and what it tells the reader.
+struct Rule {
+    severity: Severity,
+    code: &'static str,
+    matches: fn(&EntryRecord) -> bool,
+    message: fn(u64) -> String,
+}
+
+const ENTRY_RULES: &[Rule] = &[
+    Rule {
+        severity: Severity::High,
+        code: "plaintext-secret",
+        matches: |e| e.verdict.class == Class::Plaintext && e.at.resource == "secrets",
+        message: |n| format!("{n} Secrets are stored unencrypted: anyone holding this file can read them"),
+    },
+    Rule {
+        severity: Severity::Medium,
+        code: "plaintext-value",
+        matches: |e| e.verdict.class == Class::Plaintext && e.at.resource != "secrets",
+        message: |n| format!("{n} in-scope values of other resources are stored unencrypted"),
+    },
+    Rule {
+        severity: Severity::High,
+        code: "unknown-key",
+        matches: |e| e.verdict.class == Class::UnknownKey,
+        message: |n| format!("{n} values need a key no supplied config holds: this backup cannot be fully restored with these keys"),
+    },
+    Rule {
+        severity: Severity::High,
+        code: "undecryptable",
+        matches: |e| e.verdict.class == Class::Undecryptable,
+        message: |n| format!("{n} values do not decrypt with the key of their name (wrong key material, a copied value, or corruption)"),
+    },
+    Rule {
+        severity: Severity::High,
+        code: "malformed",
+        matches: |e| e.verdict.class == Class::Malformed,
+        message: |n| format!("{n} values carry a broken k8s:enc: envelope"),
+    },
+    Rule {
+        severity: Severity::High,
+        code: "key-not-in-provider-list",
+        matches: |e| e.verdict.outside_provider_list,
+        message: |n| format!("{n} values decrypt only with a key missing from the resource's provider list in the first config: kube-apiserver with that config cannot read them"),
+    },
+    Rule {
+        severity: Severity::High,
+        code: "plaintext-unreadable",
+        matches: |e| e.verdict.plaintext_unreadable,
+        message: |n| format!("{n} plaintext values under a provider list without identity: kube-apiserver with the first config cannot read them"),
+    },
+    Rule {
+        severity: Severity::Low,
+        code: "stale",
+        matches: |e| e.verdict.stale == Some(true),
+        message: |n| format!("{n} values are not encrypted with the current write key: rewrite them before retiring old keys"),
+    },
+];
+
+pub fn findings(integrity: &Integrity, entries: &[EntryRecord], history: Option<&[HistoryRecord]>, judge: &Judge) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !integrity.ok {
+        out.push(integrity_finding(integrity));
+    }
+    for rule in ENTRY_RULES {
+        let hits: Vec<&EntryRecord> = entries.iter().filter(|e| (rule.matches)(e)).collect();
+        if !hits.is_empty() {
+            let examples = hits.iter().map(|e| e.at.key.clone());
+            out.push(finding(rule.severity, rule.code, hits.len() as u64, (rule.message)(hits.len() as u64), examples));
+        }
+    }
+    if let Some(history) = history {
+        out.extend(history_findings(history));
+    }
+    out.extend(judge_findings(judge));
+    out.sort_by(|a, b| (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count))));
+    out
+}
+
+fn finding(
+    severity: Severity,
+    code: &'static str,
+    count: u64,
+    message: String,
+    examples: impl Iterator<Item = String>,
+) -> Finding {
+    Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
+}
+
+fn integrity_finding(i: &Integrity) -> Finding {
+    let mut problems: Vec<String> = Vec::new();
+    if i.sha256_trailer == crate::container::Trailer::Mismatch {
+        problems.push("the SHA-256 trailer does not match the file: it was altered or torn".into());
+    }
+    for m in i.meta.iter().filter(|m| !m.valid) {
+        problems.push(format!("meta page {} is invalid: {}", m.page, m.error.as_deref().unwrap_or("?")));
+    }
+    problems.extend(i.bbolt_errors.iter().cloned());
+    let n = problems.len() as u64;
+    finding(Severity::High, "integrity", n, format!("{n} integrity problems: restore may fail or lose data"), problems.into_iter())
+}
+
+fn is_plain(v: &Option<Verdict>) -> bool {
+    v.as_ref().is_some_and(|v| v.class == Class::Plaintext)
+}
+
+fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
+    let plain: Vec<&HistoryRecord> = history.iter().filter(|h| is_plain(&h.verdict)).collect();
+    let mut out = Vec::new();
+    let kept: Vec<_> = plain.iter().filter(|h| !h.deleted).collect();
+    if !kept.is_empty() {
+        let n = kept.len() as u64;
+        out.push(finding(
+            Severity::High,
+            "history-plaintext",
+            n,
+            format!("{n} older revisions in MVCC history are plaintext: compact and defragment, then take a new backup"),
+            kept.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
+        ));
+    }
+    let deleted: Vec<_> = plain.iter().filter(|h| h.deleted).collect();
+    if !deleted.is_empty() {
+        let n = deleted.len() as u64;
+        out.push(finding(
+            Severity::High,
+            "deleted-plaintext-in-history",
+            n,
+            format!("{n} plaintext revisions of deleted keys are still in history"),
+            deleted.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
+        ));
+    }
+    out
+}
+
+fn judge_findings(judge: &Judge) -> Vec<Finding> {
+    let diffs = crate::audit::configs::breaking_differences(&judge.configs);
+    if diffs.is_empty() {
+        return vec![];
+    }
+    let n = diffs.len() as u64;
+    vec![finding(
+        Severity::Medium,
+        "configs-disagree",
+        n,
+        format!("{n} differences between the supplied configs would break reads on some control-plane node (see `etcd-audit configs`)"),
+        diffs.into_iter(),
+    )]
+}

@@ -1,0 +1,72 @@
+//! Key pairing: which keys a backup's values need, and whether the supplied
+//! configs hold them. A DR runbook's question: can this backup be restored
+//! with these keys, and which old key must not be deleted yet?
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::scan::EntryRecord;
+use super::verdict::{Class, Judge};
+use super::Scope;
+use crate::encryption::{KmsApi, Provider, ProviderKind};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyUse {
+    pub provider: ProviderKind,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_api: Option<KmsApi>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Live entries encrypted under this key.
+    pub entries: u64,
+    /// Of those, how many decrypted.
+    pub decryptable: u64,
+    /// A supplied config holds a key (or reachable plugin) of this name.
+    pub available: bool,
+    /// kube-apiserver writes new values with it (first provider, first key).
+    pub write_key: bool,
+    pub fingerprint: Option<String>,
+}
+
+type Slot = (ProviderKind, String, Option<KmsApi>, Option<String>);
+
+pub fn pairing(entries: &[EntryRecord], judge: &Judge, _scope: &Scope) -> Vec<KeyUse> {
+    let mut uses: BTreeMap<Slot, KeyUse> = BTreeMap::new();
+    for e in entries {
+        let v = &e.verdict;
+        let (Some(provider), Some(name)) = (v.provider, v.key_name.clone()) else { continue };
+        if v.class == Class::Malformed {
+            continue;
+        }
+        let slot = (provider, name.clone(), v.kms_api, v.key_id.clone());
+        let row = uses.entry(slot).or_insert_with(|| KeyUse {
+            provider,
+            available: provider != ProviderKind::Kms && judge.keyring.has(provider, &name),
+            write_key: is_write_key(judge, provider, &name),
+            fingerprint: judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name).map(|k| k.fingerprint()),
+            name,
+            kms_api: v.kms_api,
+            key_id: v.key_id.clone(),
+            entries: 0,
+            decryptable: 0,
+        });
+        row.entries += 1;
+        if let Some(key) = v.key {
+            row.decryptable += 1;
+            // Of several keys with one name, show the one that opened the values.
+            row.fingerprint = Some(judge.keyring.key(key).fingerprint());
+        }
+    }
+    uses.into_values().collect()
+}
+
+fn is_write_key(judge: &Judge, kind: ProviderKind, name: &str) -> bool {
+    let Some(config) = judge.configs.first() else { return false };
+    config.rules.iter().filter_map(|r| r.providers.first()).any(|p| match p {
+        Provider::Keys(k, keys) => *k == kind && keys[0].name == name,
+        Provider::Kms(kms) => kind == ProviderKind::Kms && kms.name == name,
+        Provider::Identity => false,
+    })
+}

@@ -1,0 +1,242 @@
+//! The scan pipeline: list the `key` bucket's leaves, read them in parallel
+//! (values stay borrowed from the map), keep the newest revision of every
+//! in-scope key, then judge every value in parallel.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::findings::{findings, Finding};
+use super::pairing::{pairing, KeyUse};
+use super::verdict::{Class, Judge, Verdict};
+use super::{AuditError, Backup, Integrity, Scope};
+use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
+use crate::k8s::{detect_prefix, RegistryKey};
+
+#[derive(Clone, Debug, Default)]
+pub struct ScanOptions {
+    /// `--etcd-prefix`; detected among `/registry` and `/kubernetes.io` when unset.
+    pub etcd_prefix: Option<String>,
+    /// `--history`: judge every older revision too.
+    pub history: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScanReport {
+    pub container: Vec<String>,
+    pub integrity: Integrity,
+    pub etcd: EtcdSummary,
+    pub summary: Summary,
+    pub forensics: Forensics,
+    pub keys: Vec<KeyUse>,
+    pub entries: Vec<EntryRecord>,
+    pub history: Option<Vec<HistoryRecord>>,
+    pub residue: Option<Vec<EntryRecord>>,
+    pub wal: Option<Vec<EntryRecord>>,
+    pub findings: Vec<Finding>,
+    /// The `--fail-on` tokens this backup matched (set by the caller's policy).
+    pub failed_on: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EtcdSummary {
+    pub revision: i64,
+    pub compact_revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_compact_revision: Option<i64>,
+    pub page_size: usize,
+    pub size_bytes: u64,
+    pub etcd_prefix: String,
+    /// `key` bucket rows that are not a revision key with a KeyValue.
+    pub undecodable_rows: u64,
+}
+
+/// Counts per class, every class present (zero when none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Summary(pub BTreeMap<&'static str, u64>);
+
+impl Summary {
+    fn of<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> Self {
+        let mut counts: BTreeMap<_, _> = Class::ALL.iter().map(|c| (c.as_str(), 0)).collect();
+        for v in verdicts {
+            *counts.entry(v.class.as_str()).or_default() += 1;
+        }
+        Summary(counts)
+    }
+
+    pub fn get(&self, class: Class) -> u64 {
+        self.0.get(class.as_str()).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Forensics {
+    pub history: Option<Summary>,
+    pub residue: Option<Summary>,
+    pub wal: Option<Summary>,
+}
+
+/// Where a value lives: its etcd key and what that key names.
+#[derive(Clone, Debug, Serialize)]
+pub struct Location {
+    pub key: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    pub create_revision: i64,
+    pub version: i64,
+    /// True for every revision of a key whose newest revision is a tombstone.
+    pub deleted: bool,
+    pub tombstone: bool,
+    /// `None` for a tombstone: it stores no value.
+    #[serde(flatten)]
+    pub verdict: Option<Verdict>,
+    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class: Option<()>,
+}
+
+/// One row of the `key` bucket that passed the prefix filter.
+struct Row<'a> {
+    rev: Revision,
+    kv: KeyValueRef<'a>,
+}
+
+pub fn scan(backup: &Backup, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Result<ScanReport, AuditError> {
+    let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
+    let (mut rows, undecodable) = read_rows(&bucket.leaves);
+    let prefix = opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
+    rows.retain(|r| r.kv.key.starts_with(prefix.as_bytes()));
+    rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
+
+    let groups: Vec<&[Row]> = rows.chunk_by(|a, b| a.kv.key == b.kv.key).collect();
+    let in_scope: Vec<(RegistryKey, &[Row])> = groups
+        .into_iter()
+        .filter_map(|g| Some((RegistryKey::parse(g[0].kv.key, &prefix)?, g)))
+        .filter(|(rk, _)| scope.contains(&rk.resource))
+        .collect();
+
+    let entries: Vec<EntryRecord> = in_scope
+        .par_iter()
+        .filter_map(|(rk, g)| {
+            let live = g.last().filter(|r| !r.rev.tombstone)?;
+            Some(entry(rk, live, judge.judge(live.kv.key, rk, live.kv.value)))
+        })
+        .collect();
+    let history = opts.history.then(|| history(&in_scope, judge));
+
+    let summary = Summary::of(entries.iter().map(|e| &e.verdict));
+    let forensics = Forensics {
+        history: history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
+        ..Forensics::default()
+    };
+    let meta = &backup.etcd_meta;
+    let etcd = EtcdSummary {
+        revision: rows_revision(&bucket.leaves),
+        compact_revision: meta.finished_compact_revision,
+        scheduled_compact_revision: meta.scheduled_compact_revision.filter(|s| Some(*s) != meta.finished_compact_revision),
+        page_size: backup.db.page_size(),
+        size_bytes: backup.db.size(),
+        etcd_prefix: prefix,
+        undecodable_rows: undecodable,
+    };
+    let keys = pairing(&entries, judge, scope);
+    let findings = findings(&backup.integrity, &entries, history.as_deref(), judge);
+    Ok(ScanReport {
+        container: backup.container.clone(),
+        integrity: backup.integrity.clone(),
+        etcd,
+        summary,
+        forensics,
+        keys,
+        entries,
+        history,
+        residue: None,
+        wal: None,
+        findings,
+        failed_on: Vec::new(),
+    })
+}
+
+/// Decodes every row of the `key` bucket in parallel, borrowing from the map.
+fn read_rows<'a>(leaves: &[crate::bolt::Leaf<'a>]) -> (Vec<Row<'a>>, u64) {
+    let per_leaf: Vec<(Vec<Row<'a>>, u64)> = leaves
+        .par_iter()
+        .map(|leaf| {
+            let (mut rows, mut bad) = (Vec::with_capacity(leaf.page.count as usize), 0);
+            for item in leaf.page.leaf_items().map_while(Result::ok) {
+                match (Revision::parse(item.key), KeyValueRef::decode(item.value)) {
+                    (Some(rev), Ok(kv)) if !item.is_bucket() => rows.push(Row { rev, kv }),
+                    _ => bad += 1,
+                }
+            }
+            (rows, bad)
+        })
+        .collect();
+    let bad = per_leaf.iter().map(|(_, b)| b).sum();
+    (per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(), bad)
+}
+
+/// The store's revision: the main revision of the last `key` bucket row.
+fn rows_revision(leaves: &[crate::bolt::Leaf]) -> i64 {
+    leaves
+        .iter()
+        .rev()
+        .find_map(|l| l.page.leaf_items().map_while(Result::ok).last())
+        .and_then(|item| Revision::main_of(item.key))
+        .unwrap_or(0)
+}
+
+fn location(rk: &RegistryKey, row: &Row) -> Location {
+    Location {
+        key: String::from_utf8_lossy(row.kv.key).into_owned(),
+        resource: rk.resource.to_string(),
+        namespace: rk.namespace.map(str::to_owned),
+        name: rk.name.to_owned(),
+    }
+}
+
+fn entry(rk: &RegistryKey, row: &Row, verdict: Verdict) -> EntryRecord {
+    EntryRecord { at: location(rk, row), mod_revision: row.rev.main, verdict }
+}
+
+fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryRecord> {
+    in_scope
+        .par_iter()
+        .flat_map_iter(|(rk, g)| {
+            let deleted = g.last().is_some_and(|r| r.rev.tombstone);
+            let older = if deleted { *g } else { &g[..g.len() - 1] };
+            older.iter().map(move |row| {
+                let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
+                HistoryRecord {
+                    at: location(rk, row),
+                    mod_revision: row.rev.main,
+                    create_revision: row.kv.create_revision,
+                    version: row.kv.version,
+                    deleted,
+                    tombstone: row.rev.tombstone,
+                    class: verdict.is_none().then_some(()),
+                    verdict,
+                }
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! One verdict per stored value (DESIGN.md "Verdicts").
+
+use serde::Serialize;
+
+use crate::encryption::{EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome};
+use crate::k8s::{decode_object, Encoding, GroupResource, ObjectInfo, RegistryKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    Plaintext,
+    Decryptable,
+    UnknownKey,
+    Undecryptable,
+    Malformed,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [Class::Plaintext, Class::Decryptable, Class::UnknownKey, Class::Undecryptable, Class::Malformed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Plaintext => "plaintext",
+            Class::Decryptable => "decryptable",
+            Class::UnknownKey => "unknown-key",
+            Class::Undecryptable => "undecryptable",
+            Class::Malformed => "malformed",
+        }
+    }
+}
+
+/// The verdict on one value, in the JSON entry shape.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub class: Class,
+    pub provider: Option<ProviderKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_api: Option<KmsApi>,
+    pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    pub encoding: Option<Encoding>,
+    /// Decryptable, but not as kube-apiserver would write it today.
+    pub stale: Option<bool>,
+    pub detail: Option<String>,
+    /// Kind, apiVersion and, for Secrets, type and data key names.
+    pub object: Option<ObjectInfo>,
+    #[serde(skip)]
+    pub key: Option<KeyId>,
+    /// Decryptable only with a key the resource's provider list lacks.
+    #[serde(skip)]
+    pub outside_provider_list: bool,
+    /// Plaintext where the resource's provider list has no identity.
+    #[serde(skip)]
+    pub plaintext_unreadable: bool,
+}
+
+/// The keys and the first config's provider lists: everything a verdict needs.
+pub struct Judge {
+    pub configs: Vec<EncryptionConfig>,
+    pub keyring: Keyring,
+}
+
+impl Judge {
+    pub fn new(configs: Vec<EncryptionConfig>) -> Self {
+        let keyring = Keyring::new(&configs);
+        Judge { configs, keyring }
+    }
+
+    /// The provider list kube-apiserver would use for `gr`, from the first config.
+    pub fn providers_for(&self, gr: &GroupResource) -> Option<Vec<&Provider>> {
+        self.configs.first()?.providers_for(gr)
+    }
+
+    pub fn judge(&self, etcd_key: &[u8], rk: &RegistryKey, value: &[u8]) -> Verdict {
+        let reading = self.keyring.read(value, etcd_key, |plain| accept(plain, rk));
+        let mut v = Verdict {
+            class: Class::Plaintext,
+            provider: reading.provider,
+            kms_api: reading.kms_api,
+            key_name: reading.key_name,
+            key_id: reading.key_id,
+            encoding: None,
+            stale: None,
+            detail: None,
+            object: None,
+            key: None,
+            outside_provider_list: false,
+            plaintext_unreadable: false,
+        };
+        let list = self.providers_for(&rk.resource);
+        match reading.outcome {
+            ReadOutcome::NotEncrypted => {
+                let (encoding, object) = decode_object(value);
+                v.encoding = Some(encoding);
+                v.object = object;
+                v.plaintext_unreadable = list.is_some_and(|l| !l.iter().any(|p| matches!(p, Provider::Identity)));
+            }
+            ReadOutcome::Decrypted { key, accepted: (encoding, object) } => {
+                let k = self.keyring.key(key);
+                let holds = |p: &&Provider| matches!(p, Provider::Keys(_, keys) if keys.iter().any(|x| x.same_as(k)));
+                let writes = matches!(list.as_ref().and_then(|l| l.first()), Some(Provider::Keys(_, keys)) if keys[0].same_as(k));
+                v.class = Class::Decryptable;
+                v.encoding = Some(encoding);
+                v.object = Some(object);
+                v.stale = Some(!writes);
+                v.key = Some(key);
+                v.outside_provider_list = !list.is_some_and(|l| l.iter().any(holds));
+            }
+            ReadOutcome::UnknownKey(d) => (v.class, v.detail) = (Class::UnknownKey, Some(d)),
+            ReadOutcome::Undecryptable(d) => (v.class, v.detail) = (Class::Undecryptable, Some(d)),
+            ReadOutcome::Malformed(d) => (v.class, v.detail) = (Class::Malformed, Some(d)),
+        }
+        v
+    }
+}
+
+/// A decryption counts only when it yields a Kubernetes object whose metadata
+/// matches the etcd key: AES-CBC has no authentication, so a wrong key can
+/// "succeed" with garbage, and a value copied from another key must not pass.
+fn accept(plain: &[u8], rk: &RegistryKey) -> Result<(Encoding, ObjectInfo), String> {
+    match decode_object(plain) {
+        (Encoding::Unrecognized, _) => Err("the result is not a Kubernetes object".into()),
+        (encoding, None) => Err(format!("the result does not decode as {encoding:?}")),
+        (encoding, Some(info)) => {
+            let (name, namespace) = (info.name.as_deref().unwrap_or(""), info.namespace.as_deref());
+            if name == rk.name && namespace == rk.namespace {
+                Ok((encoding, info))
+            } else {
+                Err(format!(
+                    "the object is {}/{name}, not {}/{} (a value copied from another key?)",
+                    namespace.unwrap_or(""),
+                    rk.namespace.unwrap_or(""),
+                    rk.name
+                ))
+            }
+        }
+    }
+}

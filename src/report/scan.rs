@@ -1,0 +1,88 @@
+use std::fmt::Write;
+
+use super::{json, Entry, Format};
+use crate::audit::{Class, KeyUse, ScanReport};
+
+pub const SCHEMA: &str = "etcd-audit.scan/v1";
+
+pub fn render(backups: &[Entry<ScanReport>], format: Format) -> String {
+    match format {
+        Format::Json => json(SCHEMA, backups),
+        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+fn table(entry: &Entry<ScanReport>) -> String {
+    let mut out = format!("backup      {}\n", entry.source);
+    let Some(r) = &entry.result else {
+        let _ = writeln!(out, "error       {}", entry.error.as_deref().unwrap_or("unknown"));
+        let _ = writeln!(out, "verdict     CANNOT AUDIT (exit 2)");
+        return out;
+    };
+    let e = &r.etcd;
+    let compact = e.compact_revision.map_or("never compacted".into(), |c| format!("compacted at {c}"));
+    let _ = writeln!(out, "etcd        revision {} ({compact}), {} bytes, prefix {}", e.revision, e.size_bytes, e.etcd_prefix);
+    let _ = writeln!(out, "container   {}", r.container.join(" > "));
+    let integrity = if r.integrity.ok { "OK".to_string() } else { format!("{} problems (see findings)", r.integrity.bbolt_errors.len().max(1)) };
+    let _ = writeln!(out, "integrity   {integrity}");
+    let _ = writeln!(out, "summary     {}", summary_line(&r.summary));
+    for (name, s) in [("history", &r.forensics.history), ("residue", &r.forensics.residue), ("wal", &r.forensics.wal)] {
+        if let Some(s) = s {
+            let _ = writeln!(out, "{name:<11} {}", summary_line(s));
+        }
+    }
+    if !r.keys.is_empty() {
+        let _ = writeln!(out, "keys needed");
+        out.push_str(&keys_table(&r.keys));
+    }
+    if !r.findings.is_empty() {
+        let _ = writeln!(out, "findings");
+        for f in &r.findings {
+            let sev = format!("{:?}", f.severity).to_uppercase();
+            let _ = writeln!(out, "  {sev:<6} {} ({}): {}", f.code, f.count, f.message);
+            if !f.examples.is_empty() {
+                let more = if f.count as usize > f.examples.len() { ", …" } else { "" };
+                let _ = writeln!(out, "         e.g. {}{more}", f.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", "));
+            }
+        }
+    }
+    let verdict = if r.failed_on.is_empty() {
+        "PASS (exit 0)".to_string()
+    } else {
+        format!("FAIL on {} (exit 1)", r.failed_on.join(", "))
+    };
+    let _ = writeln!(out, "verdict     {verdict}");
+    out
+}
+
+pub(super) fn summary_line(s: &crate::audit::Summary) -> String {
+    Class::ALL.iter().map(|c| format!("{} {}", c.as_str(), s.get(*c))).collect::<Vec<_>>().join(" · ")
+}
+
+pub(super) fn keys_table(keys: &[KeyUse]) -> String {
+    let mut out = format!(
+        "  {:<10} {:<24} {:>7} {:>9}  {:<9} {:<5} {}\n",
+        "PROVIDER", "NAME", "ENTRIES", "DECRYPTED", "AVAILABLE", "WRITE", "FINGERPRINT"
+    );
+    for k in keys {
+        let provider = match (k.kms_api, &k.key_id) {
+            (Some(api), _) => format!("kms {api:?}").to_lowercase(),
+            _ => k.provider.as_str().to_string(),
+        };
+        let name = match &k.key_id {
+            Some(id) => format!("{} (key id {id})", k.name),
+            None => k.name.clone(),
+        };
+        let yes = |b: bool| if b { "yes" } else { "NO" };
+        let _ = writeln!(
+            out,
+            "  {provider:<10} {name:<24} {:>7} {:>9}  {:<9} {:<5} {}",
+            k.entries,
+            k.decryptable,
+            yes(k.available),
+            if k.write_key { "yes" } else { "" },
+            k.fingerprint.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
