@@ -1,0 +1,107 @@
+//! Test support shared by the integration tests: run the real binary with a
+//! time limit, find fixtures and the real etcd tools.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `etcd-audit` and fails the test if it hangs (a harness guard, not a
+/// timing assertion) or panics.
+pub fn run(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etcd-audit"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn etcd-audit");
+    let out_reader = spawn_reader(child.stdout.take().unwrap());
+    let err_reader = spawn_reader(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("etcd-audit {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run { code: status.code().unwrap_or(-1), stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() };
+    assert!(!run.stderr.contains("panicked"), "etcd-audit {args:?} panicked:\n{}", run.stderr);
+    run
+}
+
+fn spawn_reader(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+}
+
+/// Upstream etcd fixtures, read in place from ../shared (never copied here).
+pub fn upstream(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/etcd-upstream").join(name)
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// etcd 3.5's `etcdutl`: `$ETCD35_BIN_DIR/etcdutl` (set by scripts/test.sh) or PATH.
+pub fn etcdutl() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ETCD35_BIN_DIR") {
+        let p = Path::new(&dir).join("etcdutl");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    let out = Command::new("sh").args(["-c", "command -v etcdutl"]).output().ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Every committed `.db` fixture that has a recorded `etcdutl snapshot status`.
+pub fn status_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(testdata(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "db"))
+        .filter(|p| PathBuf::from(format!("{}.status.json", p.display())).exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A deterministic xorshift generator, so corruption tests are repeatable.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
