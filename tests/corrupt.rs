@@ -81,7 +81,7 @@ fn random_bytes_are_not_bbolt() {
 fn big_endian_files_are_refused() {
     let mut b = base();
     for meta in [16, PS + 16] {
-        b[meta..meta + 4].copy_from_slice(&[0xED, 0xDA, 0x0C, 0xED]);
+        b[meta..meta + 4].copy_from_slice(&[0xED, 0x0C, 0xDA, 0xED]);
     }
     let r = inspect_bytes(&b);
     assert_eq!(r.code, 2);

@@ -35,8 +35,12 @@ fn figures_match_etcdutl_run_now() {
         eprintln!("etcdutl not installed: skipped");
         return;
     };
+    let scratch = tempfile::tempdir().unwrap();
     for db in status_fixtures() {
-        let out = std::process::Command::new(&etcdutl).args(["snapshot", "status", "-w", "json"]).arg(&db).output().unwrap();
+        // etcdutl opens bbolt itself: give it a copy, never the fixture.
+        let copy = scratch.path().join(db.file_name().unwrap());
+        std::fs::copy(&db, &copy).unwrap();
+        let out = std::process::Command::new(&etcdutl).args(["snapshot", "status", "-w", "json"]).arg(&copy).output().unwrap();
         assert!(out.status.success(), "etcdutl failed on {}", db.display());
         let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
         let (_, doc) = inspect_json(path_str(&db));

