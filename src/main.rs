@@ -9,7 +9,11 @@ use etcd_audit::report::Format;
 use etcd_audit::run::{self, ScanArgs};
 
 #[derive(Parser)]
-#[command(name = "etcd-audit", version, about = "Audit etcd backups of Kubernetes clusters, offline and read-only")]
+#[command(
+    name = "etcd-audit",
+    version,
+    about = "Audit etcd backups of Kubernetes clusters, offline and read-only"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,10 @@ impl ScanCli {
             sources: self.sources,
             configs: self.configs,
             resources: self.resources,
-            options: ScanOptions { etcd_prefix: self.etcd_prefix, history: self.history },
+            options: ScanOptions {
+                etcd_prefix: self.etcd_prefix,
+                history: self.history,
+            },
             fail_on: self.fail_on,
             format: self.format,
         }

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::audit::{self, AuditError, Backup, FailOn, Inspection, Judge, Outcome, ScanOptions, ScanReport, Scope};
+use crate::audit::{
+    self, AuditError, Backup, FailOn, Inspection, Judge, Outcome, ScanOptions, ScanReport, Scope,
+};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::report::{self, keys::Pairing, Entry, Format};
 use crate::source;
@@ -27,13 +29,25 @@ pub fn inspect(sources: &[PathBuf], format: Format) -> (String, Outcome) {
         let backup = Backup::open(bytes)?;
         Ok(audit::inspect(&backup))
     });
-    let outcome = worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
+    let outcome = worst(&entries, |i: &Inspection| {
+        if i.integrity.ok {
+            Outcome::Clean
+        } else {
+            Outcome::Findings
+        }
+    });
     (report::inspect::render(&entries, format), outcome)
 }
 
 pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
     let entries = scan_all(args)?;
-    let outcome = worst(&entries, |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings });
+    let outcome = worst(&entries, |r: &ScanReport| {
+        if r.failed_on.is_empty() {
+            Outcome::Clean
+        } else {
+            Outcome::Findings
+        }
+    });
     Ok((report::scan::render(&entries, args.format), outcome))
 }
 
@@ -41,9 +55,19 @@ pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
 pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
     let entries: Vec<Entry<Pairing>> = scan_all(args)?
         .into_iter()
-        .map(|e| Entry { source: e.source, error: e.error, result: e.result.map(Pairing::of) })
+        .map(|e| Entry {
+            source: e.source,
+            error: e.error,
+            result: e.result.map(Pairing::of),
+        })
         .collect();
-    let outcome = worst(&entries, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
+    let outcome = worst(&entries, |p: &Pairing| {
+        if p.restorable {
+            Outcome::Clean
+        } else {
+            Outcome::Findings
+        }
+    });
     Ok((report::keys::render(&entries, args.format), outcome))
 }
 
@@ -51,7 +75,14 @@ pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), C
     let configs = load_configs(paths)?;
     let comparison = audit::configs::compare(&configs);
     let breaks = comparison.differences.iter().any(|d| d.breaks_reads);
-    Ok((report::configs::render(&comparison, format), if breaks { Outcome::Findings } else { Outcome::Clean }))
+    Ok((
+        report::configs::render(&comparison, format),
+        if breaks {
+            Outcome::Findings
+        } else {
+            Outcome::Clean
+        },
+    ))
 }
 
 fn scan_all(args: &ScanArgs) -> Result<Vec<Entry<ScanReport>>, ConfigError> {
@@ -75,17 +106,28 @@ fn each_source<T: serde::Serialize>(
         .map(|path| {
             let source = path.display().to_string();
             match open_and(path, &audit) {
-                Ok(result) => Entry { source, error: None, result: Some(result) },
+                Ok(result) => Entry {
+                    source,
+                    error: None,
+                    result: Some(result),
+                },
                 Err(e) => {
                     eprintln!("etcd-audit: {source}: {e}");
-                    Entry { source, error: Some(e.to_string()), result: None }
+                    Entry {
+                        source,
+                        error: Some(e.to_string()),
+                        result: None,
+                    }
                 }
             }
         })
         .collect()
 }
 
-fn open_and<T>(path: &Path, audit: impl Fn(&[u8]) -> Result<T, AuditError>) -> Result<T, AuditError> {
+fn open_and<T>(
+    path: &Path,
+    audit: impl Fn(&[u8]) -> Result<T, AuditError>,
+) -> Result<T, AuditError> {
     let bytes = source::open_file(path)?;
     audit(bytes.bytes())
 }

@@ -49,10 +49,15 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
     let mut differences = Vec::new();
     for pattern in &patterns {
         let gr = GroupResource::parse(pattern);
-        let lists: Vec<Option<Vec<&Provider>>> = configs.iter().map(|c| c.providers_for(&gr)).collect();
+        let lists: Vec<Option<Vec<&Provider>>> =
+            configs.iter().map(|c| c.providers_for(&gr)).collect();
         let labels: Vec<Vec<String>> = lists.iter().map(|l| labels(l.as_deref())).collect();
         if labels.iter().any(|l| l != &labels[0]) {
-            let shown: Vec<String> = configs.iter().zip(&labels).map(|(c, l)| format!("{}: [{}]", c.path, l.join(", "))).collect();
+            let shown: Vec<String> = configs
+                .iter()
+                .zip(&labels)
+                .map(|(c, l)| format!("{}: [{}]", c.path, l.join(", ")))
+                .collect();
             differences.push(Difference {
                 resource: pattern.to_string(),
                 breaks_reads: false,
@@ -60,7 +65,10 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
             });
         }
         for (w, writer) in lists.iter().enumerate() {
-            let write = writer.as_ref().and_then(|l| l.first().copied()).unwrap_or(&Provider::Identity);
+            let write = writer
+                .as_ref()
+                .and_then(|l| l.first().copied())
+                .unwrap_or(&Provider::Identity);
             for (r, reader) in lists.iter().enumerate() {
                 if w != r && !can_read(reader.as_deref(), write) {
                     differences.push(Difference {
@@ -78,7 +86,10 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
         }
     }
     let configs = configs.iter().map(summary).collect();
-    Comparison { configs, differences }
+    Comparison {
+        configs,
+        differences,
+    }
 }
 
 /// The read-breaking differences, one line each (the `configs-disagree` finding).
@@ -86,16 +97,29 @@ pub fn breaking_differences(configs: &[EncryptionConfig]) -> Vec<String> {
     if configs.len() < 2 {
         return vec![];
     }
-    compare(configs).differences.into_iter().filter(|d| d.breaks_reads).map(|d| format!("{}: {}", d.resource, d.message)).collect()
+    compare(configs)
+        .differences
+        .into_iter()
+        .filter(|d| d.breaks_reads)
+        .map(|d| format!("{}: {}", d.resource, d.message))
+        .collect()
 }
 
 fn labels(list: Option<&[&Provider]>) -> Vec<String> {
-    list.map_or_else(|| vec!["identity (default)".into()], |l| l.iter().map(|p| p.label()).collect())
+    list.map_or_else(
+        || vec!["identity (default)".into()],
+        |l| l.iter().map(|p| p.label()).collect(),
+    )
 }
 
 fn describe(p: &Provider) -> String {
     match p {
-        Provider::Keys(kind, keys) => format!("{} key {:?} {}", kind.as_str(), keys[0].name, keys[0].fingerprint()),
+        Provider::Keys(kind, keys) => format!(
+            "{} key {:?} {}",
+            kind.as_str(),
+            keys[0].name,
+            keys[0].fingerprint()
+        ),
         other => other.label(),
     }
 }
@@ -106,7 +130,9 @@ fn can_read(reader: Option<&[&Provider]>, write: &Provider) -> bool {
     let reader = reader.unwrap_or(&default);
     reader.iter().any(|p| match (p, write) {
         (Provider::Identity, Provider::Identity) => true,
-        (Provider::Keys(rk, rkeys), Provider::Keys(wk, wkeys)) => rk == wk && rkeys.iter().any(|k| k.same_as(&wkeys[0])),
+        (Provider::Keys(rk, rkeys), Provider::Keys(wk, wkeys)) => {
+            rk == wk && rkeys.iter().any(|k| k.same_as(&wkeys[0]))
+        }
         (Provider::Kms(a), Provider::Kms(b)) => a.name == b.name && a.api == b.api,
         _ => false,
     })
@@ -127,10 +153,17 @@ fn summary(c: &EncryptionConfig) -> ConfigSummary {
                         Provider::Keys(_, keys) => keys.as_slice(),
                         _ => &[],
                     })
-                    .map(|k| KeySummary { provider: k.kind.as_str().into(), name: k.name.clone(), fingerprint: k.fingerprint() })
+                    .map(|k| KeySummary {
+                        provider: k.kind.as_str().into(),
+                        name: k.name.clone(),
+                        fingerprint: k.fingerprint(),
+                    })
                     .collect(),
             })
         })
         .collect();
-    ConfigSummary { path: c.path.clone(), resources }
+    ConfigSummary {
+        path: c.path.clone(),
+        resources,
+    }
 }

@@ -38,7 +38,9 @@ const ENTRY_RULES: &[Rule] = &[
         severity: Severity::High,
         code: "plaintext-secret",
         matches: |e| e.verdict.class == Class::Plaintext && e.at.resource == "secrets",
-        message: |n| format!("{n} Secrets are stored unencrypted: anyone holding this file can read them"),
+        message: |n| {
+            format!("{n} Secrets are stored unencrypted: anyone holding this file can read them")
+        },
     },
     Rule {
         severity: Severity::Medium,
@@ -50,13 +52,17 @@ const ENTRY_RULES: &[Rule] = &[
         severity: Severity::High,
         code: "unknown-key",
         matches: |e| e.verdict.class == Class::UnknownKey,
-        message: |n| format!("{n} values need a key no supplied config holds: this backup cannot be fully restored with these keys"),
+        message: |n| {
+            format!("{n} values need a key no supplied config holds: this backup cannot be fully restored with these keys")
+        },
     },
     Rule {
         severity: Severity::High,
         code: "undecryptable",
         matches: |e| e.verdict.class == Class::Undecryptable,
-        message: |n| format!("{n} values do not decrypt with the key of their name (wrong key material, a copied value, or corruption)"),
+        message: |n| {
+            format!("{n} values do not decrypt with the key of their name (wrong key material, a copied value, or corruption)")
+        },
     },
     Rule {
         severity: Severity::High,
@@ -68,23 +74,34 @@ const ENTRY_RULES: &[Rule] = &[
         severity: Severity::High,
         code: "key-not-in-provider-list",
         matches: |e| e.verdict.outside_provider_list,
-        message: |n| format!("{n} values decrypt only with a key missing from the resource's provider list in the first config: kube-apiserver with that config cannot read them"),
+        message: |n| {
+            format!("{n} values decrypt only with a key missing from the resource's provider list in the first config: kube-apiserver with that config cannot read them")
+        },
     },
     Rule {
         severity: Severity::High,
         code: "plaintext-unreadable",
         matches: |e| e.verdict.plaintext_unreadable,
-        message: |n| format!("{n} plaintext values under a provider list without identity: kube-apiserver with the first config cannot read them"),
+        message: |n| {
+            format!("{n} plaintext values under a provider list without identity: kube-apiserver with the first config cannot read them")
+        },
     },
     Rule {
         severity: Severity::Low,
         code: "stale",
         matches: |e| e.verdict.stale == Some(true),
-        message: |n| format!("{n} values are not encrypted with the current write key: rewrite them before retiring old keys"),
+        message: |n| {
+            format!("{n} values are not encrypted with the current write key: rewrite them before retiring old keys")
+        },
     },
 ];
 
-pub fn findings(integrity: &Integrity, entries: &[EntryRecord], history: Option<&[HistoryRecord]>, judge: &Judge) -> Vec<Finding> {
+pub fn findings(
+    integrity: &Integrity,
+    entries: &[EntryRecord],
+    history: Option<&[HistoryRecord]>,
+    judge: &Judge,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     if !integrity.ok {
         out.push(integrity_finding(integrity));
@@ -93,14 +110,22 @@ pub fn findings(integrity: &Integrity, entries: &[EntryRecord], history: Option<
         let hits: Vec<&EntryRecord> = entries.iter().filter(|e| (rule.matches)(e)).collect();
         if !hits.is_empty() {
             let examples = hits.iter().map(|e| e.at.key.clone());
-            out.push(finding(rule.severity, rule.code, hits.len() as u64, (rule.message)(hits.len() as u64), examples));
+            out.push(finding(
+                rule.severity,
+                rule.code,
+                hits.len() as u64,
+                (rule.message)(hits.len() as u64),
+                examples,
+            ));
         }
     }
     if let Some(history) = history {
         out.extend(history_findings(history));
     }
     out.extend(judge_findings(judge));
-    out.sort_by(|a, b| (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count))));
+    out.sort_by(|a, b| {
+        (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count)))
+    });
     out
 }
 
@@ -111,7 +136,13 @@ fn finding(
     message: String,
     examples: impl Iterator<Item = String>,
 ) -> Finding {
-    Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
+    Finding {
+        severity,
+        code,
+        count,
+        message,
+        examples: examples.take(MAX_EXAMPLES).collect(),
+    }
 }
 
 fn integrity_finding(i: &Integrity) -> Finding {
@@ -120,11 +151,21 @@ fn integrity_finding(i: &Integrity) -> Finding {
         problems.push("the SHA-256 trailer does not match the file: it was altered or torn".into());
     }
     for m in i.meta.iter().filter(|m| !m.valid) {
-        problems.push(format!("meta page {} is invalid: {}", m.page, m.error.as_deref().unwrap_or("?")));
+        problems.push(format!(
+            "meta page {} is invalid: {}",
+            m.page,
+            m.error.as_deref().unwrap_or("?")
+        ));
     }
     problems.extend(i.bbolt_errors.iter().cloned());
     let n = problems.len() as u64;
-    finding(Severity::High, "integrity", n, format!("{n} integrity problems: restore may fail or lose data"), problems.into_iter())
+    finding(
+        Severity::High,
+        "integrity",
+        n,
+        format!("{n} integrity problems: restore may fail or lose data"),
+        problems.into_iter(),
+    )
 }
 
 fn is_plain(v: &Option<Verdict>) -> bool {
@@ -153,7 +194,9 @@ fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
             "deleted-plaintext-in-history",
             n,
             format!("{n} plaintext revisions of deleted keys are still in history"),
-            deleted.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
+            deleted
+                .iter()
+                .map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
         ));
     }
     out

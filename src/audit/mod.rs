@@ -16,7 +16,10 @@ pub use failon::{FailOn, FailOnError, DEFAULT as FAIL_ON_DEFAULT};
 pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
-pub use scan::{scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport, Summary};
+pub use scan::{
+    scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport,
+    Summary,
+};
 pub use scope::Scope;
 pub use verdict::{Class, Judge, Verdict};
 

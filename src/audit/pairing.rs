@@ -36,7 +36,9 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge, _scope: &Scope) -> Vec<Ke
     let mut uses: BTreeMap<Slot, KeyUse> = BTreeMap::new();
     for e in entries {
         let v = &e.verdict;
-        let (Some(provider), Some(name)) = (v.provider, v.key_name.clone()) else { continue };
+        let (Some(provider), Some(name)) = (v.provider, v.key_name.clone()) else {
+            continue;
+        };
         if v.class == Class::Malformed {
             continue;
         }
@@ -45,7 +47,12 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge, _scope: &Scope) -> Vec<Ke
             provider,
             available: provider != ProviderKind::Kms && judge.keyring.has(provider, &name),
             write_key: is_write_key(judge, provider, &name),
-            fingerprint: judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name).map(|k| k.fingerprint()),
+            fingerprint: judge
+                .keyring
+                .keys()
+                .iter()
+                .find(|k| k.kind == provider && k.name == name)
+                .map(|k| k.fingerprint()),
             name,
             kms_api: v.kms_api,
             key_id: v.key_id.clone(),
@@ -63,10 +70,16 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge, _scope: &Scope) -> Vec<Ke
 }
 
 fn is_write_key(judge: &Judge, kind: ProviderKind, name: &str) -> bool {
-    let Some(config) = judge.configs.first() else { return false };
-    config.rules.iter().filter_map(|r| r.providers.first()).any(|p| match p {
-        Provider::Keys(k, keys) => *k == kind && keys[0].name == name,
-        Provider::Kms(kms) => kind == ProviderKind::Kms && kms.name == name,
-        Provider::Identity => false,
-    })
+    let Some(config) = judge.configs.first() else {
+        return false;
+    };
+    config
+        .rules
+        .iter()
+        .filter_map(|r| r.providers.first())
+        .any(|p| match p {
+            Provider::Keys(k, keys) => *k == kind && keys[0].name == name,
+            Provider::Kms(kms) => kind == ProviderKind::Kms && kms.name == name,
+            Provider::Identity => false,
+        })
 }

@@ -120,10 +120,21 @@ struct Row<'a> {
     kv: KeyValueRef<'a>,
 }
 
-pub fn scan(backup: &Backup, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Result<ScanReport, AuditError> {
-    let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
+pub fn scan(
+    backup: &Backup,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+) -> Result<ScanReport, AuditError> {
+    let bucket = backup
+        .layout
+        .bucket(KEY_BUCKET)
+        .ok_or(AuditError::NotEtcd)?;
     let (mut rows, undecodable) = read_rows(&bucket.leaves);
-    let prefix = opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
+    let prefix = opts
+        .etcd_prefix
+        .clone()
+        .unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
     rows.retain(|r| r.kv.key.starts_with(prefix.as_bytes()));
     rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
 
@@ -145,14 +156,18 @@ pub fn scan(backup: &Backup, judge: &Judge, scope: &Scope, opts: &ScanOptions) -
 
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
-        history: history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
+        history: history
+            .as_ref()
+            .map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
         ..Forensics::default()
     };
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
         revision: rows_revision(&bucket.leaves),
         compact_revision: meta.finished_compact_revision,
-        scheduled_compact_revision: meta.scheduled_compact_revision.filter(|s| Some(*s) != meta.finished_compact_revision),
+        scheduled_compact_revision: meta
+            .scheduled_compact_revision
+            .filter(|s| Some(*s) != meta.finished_compact_revision),
         page_size: backup.db.page_size(),
         size_bytes: backup.db.size(),
         etcd_prefix: prefix,
@@ -192,7 +207,10 @@ fn read_rows<'a>(leaves: &[crate::bolt::Leaf<'a>]) -> (Vec<Row<'a>>, u64) {
         })
         .collect();
     let bad = per_leaf.iter().map(|(_, b)| b).sum();
-    (per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(), bad)
+    (
+        per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(),
+        bad,
+    )
 }
 
 /// The store's revision: the main revision of the last `key` bucket row.
@@ -215,7 +233,11 @@ fn location(rk: &RegistryKey, row: &Row) -> Location {
 }
 
 fn entry(rk: &RegistryKey, row: &Row, verdict: Verdict) -> EntryRecord {
-    EntryRecord { at: location(rk, row), mod_revision: row.rev.main, verdict }
+    EntryRecord {
+        at: location(rk, row),
+        mod_revision: row.rev.main,
+        verdict,
+    }
 }
 
 fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryRecord> {
@@ -225,7 +247,8 @@ fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryReco
             let deleted = g.last().is_some_and(|r| r.rev.tombstone);
             let older = if deleted { *g } else { &g[..g.len() - 1] };
             older.iter().map(move |row| {
-                let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
+                let verdict =
+                    (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
                 HistoryRecord {
                     at: location(rk, row),
                     mod_revision: row.rev.main,

@@ -19,7 +19,10 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>, configs: &'a [EncryptionConfig]) -> Self {
+    pub fn new<'a>(
+        extra: impl IntoIterator<Item = &'a str>,
+        configs: &'a [EncryptionConfig],
+    ) -> Self {
         let from_configs = configs.iter().flat_map(|c| c.resource_patterns());
         let patterns = std::iter::once("secrets")
             .chain(extra)
@@ -36,7 +39,9 @@ impl Scope {
     pub fn contains(&self, gr: &GroupResource) -> bool {
         self.patterns.iter().any(|p| match p {
             Pattern::All => true,
-            Pattern::Group(g) if g.is_empty() => gr.group.is_empty() && CORE_RESOURCES.contains(&gr.resource.as_str()),
+            Pattern::Group(g) if g.is_empty() => {
+                gr.group.is_empty() && CORE_RESOURCES.contains(&gr.resource.as_str())
+            }
             Pattern::Group(g) => &gr.group == g,
             Pattern::Exact(e) => e == gr,
         })

@@ -27,7 +27,11 @@ impl<'a> KeyValueRef<'a> {
                     }
                     let (field, rest) = buf.split_at(len as usize);
                     buf = rest;
-                    if tag == 1 { kv.key = field } else { kv.value = field }
+                    if tag == 1 {
+                        kv.key = field
+                    } else {
+                        kv.value = field
+                    }
                 }
                 (2..=4 | 6, WireType::Varint) => {
                     let v = decode_varint(&mut buf)? as i64;
@@ -58,10 +62,18 @@ mod tests {
         let view = KeyValueRef::decode(&raw).unwrap();
         let owned = KeyValue::decode(raw.as_slice()).unwrap();
         assert_eq!((view.key, view.value), (&b"foo"[..], &b"bar"[..]));
-        assert_eq!((view.create_revision, view.mod_revision, view.version), (2, 2, 1));
+        assert_eq!(
+            (view.create_revision, view.mod_revision, view.version),
+            (2, 2, 1)
+        );
         assert_eq!(owned.key, view.key);
         assert_eq!(owned.mod_revision, view.mod_revision);
-        let big = KeyValue { key: b"/k".to_vec(), value: vec![7; 300], lease: 99, ..Default::default() };
+        let big = KeyValue {
+            key: b"/k".to_vec(),
+            value: vec![7; 300],
+            lease: 99,
+            ..Default::default()
+        };
         let bytes = big.encode_to_vec();
         let view = KeyValueRef::decode(&bytes).unwrap();
         assert_eq!((view.value.len(), view.lease), (300, 99));

@@ -14,7 +14,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -40,8 +41,16 @@ pub fn run(args: &[&str]) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let run = Run { code: status.code().unwrap_or(-1), stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() };
-    assert!(!run.stderr.contains("panicked"), "etcd-audit {args:?} panicked:\n{}", run.stderr);
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "etcd-audit {args:?} panicked:\n{}",
+        run.stderr
+    );
     run
 }
 
@@ -54,12 +63,16 @@ fn spawn_reader(mut r: impl std::io::Read + Send + 'static) -> std::thread::Join
 }
 
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 /// Upstream etcd fixtures, read in place from ../shared (never copied here).
 pub fn upstream(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/etcd-upstream").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/etcd-upstream")
+        .join(name)
 }
 
 pub fn path_str(p: &Path) -> &str {
