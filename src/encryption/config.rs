@@ -651,7 +651,7 @@ mod tests {
             errors_of(&bad_len),
             ["resources[0].providers[0].aesgcm.keys[0].secret: Invalid value: \"REDACTED\": secret is not of the expected length, got 3, expected one of [16 24 32]"]
         );
-        let not_b64 = bad_len.replace("YWJj", "!!!!");
+        let not_b64 = bad_len.replace("YWJj", "YW%j");
         assert!(errors_of(&not_b64)[0].ends_with("secrets must be base64 encoded"));
         let two = format!("{HEAD}resources:\n- resources: [secrets]\n  providers:\n  - identity: {{}}\n    aescbc: {{keys: [{{name: k, secret: YWJj}}]}}\n");
         assert!(errors_of(&two)[0].contains("more than one provider specified in a single element"));
