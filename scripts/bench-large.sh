@@ -27,7 +27,7 @@ until curl -sf "http://127.0.0.1:$CP/health" | grep -q true; do sleep 0.2; done
 
 echo "writing $COUNT secrets of $SIZE bytes"
 python3 scripts/bench_fill.py "$CP" "$COUNT" "$SIZE"
-ETCDCTL_API=3 "$BIN/etcdctl" --endpoints "127.0.0.1:$CP" snapshot save "$WORK/large.db" >/dev/null
+ETCDCTL_API=3 "$BIN/etcdctl" --endpoints "127.0.0.1:$CP" snapshot save "$WORK/large.db" >/dev/null 2>&1
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 
 key=$(python3 -c 'import base64; print(base64.b64encode(bytes(range(32))).decode())')

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::scan::EntryRecord;
 use super::verdict::{Class, Judge};
-use super::Scope;
 use crate::encryption::{KmsApi, Provider, ProviderKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,7 +31,7 @@ pub struct KeyUse {
 
 type Slot = (ProviderKind, String, Option<KmsApi>, Option<String>);
 
-pub fn pairing(entries: &[EntryRecord], judge: &Judge, _scope: &Scope) -> Vec<KeyUse> {
+pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
     let mut uses: BTreeMap<Slot, KeyUse> = BTreeMap::new();
     for e in entries {
         let v = &e.verdict;

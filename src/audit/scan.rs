@@ -173,7 +173,7 @@ pub fn scan(
         etcd_prefix: prefix,
         undecodable_rows: undecodable,
     };
-    let keys = pairing(&entries, judge, scope);
+    let keys = pairing(&entries, judge);
     let findings = findings(&backup.integrity, &entries, history.as_deref(), judge);
     Ok(ScanReport {
         container: backup.container.clone(),
