@@ -36,20 +36,9 @@ fn secret() -> Vec<u8> {
     }
     let meta = [field(0x0a, b"s1"), field(0x1a, b"bench")].concat();
     let entry = [field(0x0a, b"blob"), field(0x12, &[b'x'; 2000])].concat();
-    let secret = [
-        field(0x0a, &meta),
-        field(0x12, &entry),
-        field(0x1a, b"Opaque"),
-    ]
-    .concat();
+    let secret = [field(0x0a, &meta), field(0x12, &entry), field(0x1a, b"Opaque")].concat();
     let type_meta = [field(0x0a, b"v1"), field(0x12, b"Secret")].concat();
-    [
-        b"k8s\0".as_slice(),
-        &field(0x0a, &type_meta),
-        &field(0x12, &secret),
-        &[0x1a, 0, 0x22, 0],
-    ]
-    .concat()
+    [b"k8s\0".as_slice(), &field(0x0a, &type_meta), &field(0x12, &secret), &[0x1a, 0, 0x22, 0]].concat()
 }
 
 fn values() -> Vec<(&'static str, Vec<u8>)> {
@@ -60,59 +49,35 @@ fn values() -> Vec<(&'static str, Vec<u8>)> {
     let iv = [3u8; 16];
     let len = padded.len();
     let enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(KEY, &iv).unwrap();
-    let ct = enc
-        .encrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut padded, len)
-        .unwrap()
-        .to_vec();
+    let ct =
+        enc.encrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut padded, len).unwrap().to_vec();
     let cbc = [b"k8s:enc:aescbc:v1:cbc:".as_slice(), &iv, &ct].concat();
     let nonce = [5u8; 12];
     let gcm_ct = aes_gcm::Aes256Gcm::new_from_slice(KEY)
         .unwrap()
-        .encrypt(
-            (&nonce).into(),
-            Payload {
-                msg: &plain,
-                aad: ETCD_KEY,
-            },
-        )
+        .encrypt((&nonce).into(), Payload { msg: &plain, aad: ETCD_KEY })
         .unwrap();
     let gcm = [b"k8s:enc:aesgcm:v1:gcm:".as_slice(), &nonce, &gcm_ct].concat();
     let sb_nonce = [9u8; 24];
     let sb_ct = crypto_secretbox::aead::Aead::encrypt(
-        &<crypto_secretbox::XSalsa20Poly1305 as crypto_secretbox::KeyInit>::new_from_slice(KEY)
-            .unwrap(),
+        &<crypto_secretbox::XSalsa20Poly1305 as crypto_secretbox::KeyInit>::new_from_slice(KEY).unwrap(),
         (&sb_nonce).into(),
         plain.as_slice(),
     )
     .unwrap();
     let sb = [b"k8s:enc:secretbox:v1:sb:".as_slice(), &sb_nonce, &sb_ct].concat();
-    vec![
-        ("identity", plain),
-        ("aescbc", cbc),
-        ("aesgcm", gcm),
-        ("secretbox", sb),
-    ]
+    vec![("identity", plain), ("aescbc", cbc), ("aesgcm", gcm), ("secretbox", sb)]
 }
 
 fn providers(c: &mut Criterion) {
-    let judge = Judge::new(vec![EncryptionConfig::parse(
-        "bench.yaml",
-        CONFIG.as_bytes(),
-    )
-    .unwrap()]);
+    let judge = Judge::new(vec![EncryptionConfig::parse("bench.yaml", CONFIG.as_bytes()).unwrap()]);
     let rk = RegistryKey::parse(ETCD_KEY, "/registry").unwrap();
     let mut group = c.benchmark_group("judge_2kb_secret");
     for (name, value) in values() {
-        let expected = if name == "identity" {
-            Class::Plaintext
-        } else {
-            Class::Decryptable
-        };
+        let expected = if name == "identity" { Class::Plaintext } else { Class::Decryptable };
         assert_eq!(judge.judge(ETCD_KEY, &rk, &value).class, expected, "{name}");
         group.throughput(Throughput::Bytes(value.len() as u64));
-        group.bench_function(name, |b| {
-            b.iter(|| judge.judge(ETCD_KEY, &rk, std::hint::black_box(&value)))
-        });
+        group.bench_function(name, |b| b.iter(|| judge.judge(ETCD_KEY, &rk, std::hint::black_box(&value))));
     }
     group.finish();
 }

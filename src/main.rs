@@ -27,7 +27,7 @@ enum Command {
     Keys(ScanCli),
     /// Integrity and layout: what `etcdutl snapshot status` and `bbolt check` say.
     Inspect {
-        /// Backup files (etcdctl snapshots or copies of member/snap/db).
+        /// Backup files (etcdctl snapshots, copies of member/snap/db) or etcd data dirs.
         #[arg(required = true)]
         sources: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
@@ -44,7 +44,7 @@ enum Command {
 
 #[derive(Args)]
 struct ScanCli {
-    /// Backup files (etcdctl snapshots or copies of member/snap/db).
+    /// Backup files (etcdctl snapshots, copies of member/snap/db) or etcd data dirs (WAL included).
     #[arg(required = true)]
     sources: Vec<PathBuf>,
     /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
@@ -64,6 +64,9 @@ struct ScanCli {
     /// Also judge every older revision still in MVCC history.
     #[arg(long)]
     history: bool,
+    /// Also carve revisions from pages the tree no longer reaches (free pages).
+    #[arg(long)]
+    residue: bool,
 }
 
 impl ScanCli {
@@ -75,6 +78,7 @@ impl ScanCli {
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 history: self.history,
+                residue: self.residue,
             },
             fail_on: self.fail_on,
             format: self.format,

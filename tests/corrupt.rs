@@ -31,11 +31,7 @@ const PS: usize = 4096;
 fn key_bucket_root(bytes: &[u8]) -> u64 {
     let db = Db::open(bytes).unwrap();
     let root = db.page(db.meta().root).unwrap();
-    let item = root
-        .leaf_items()
-        .map(Result::unwrap)
-        .find(|i| i.key == b"key")
-        .unwrap();
+    let item = root.leaf_items().map(Result::unwrap).find(|i| i.key == b"key").unwrap();
     match BucketRoot::from_value(item.value).unwrap() {
         BucketRoot::Page(id) => id,
         BucketRoot::Inline(_) => panic!("fixture key bucket should not be inline"),
@@ -49,11 +45,7 @@ fn both_metas_invalid_is_exit_2() {
     b[PS + 72] ^= 0xff;
     let r = inspect_bytes(&b);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("both meta pages are invalid"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("both meta pages are invalid"), "{}", r.stderr);
 }
 
 #[test]
@@ -100,21 +92,14 @@ fn big_endian_files_are_refused() {
 fn a_page_cycle_is_reported_not_followed() {
     let mut b = base();
     let root = key_bucket_root(&b) as usize;
-    assert_eq!(
-        u16::from_le_bytes([b[root * PS + 8], b[root * PS + 9]]),
-        0x01,
-        "key bucket root is a branch"
-    );
+    assert_eq!(u16::from_le_bytes([b[root * PS + 8], b[root * PS + 9]]), 0x01, "key bucket root is a branch");
     // Point the branch's first child at the branch itself.
     let child = root * PS + 16 + 8;
     b[child..child + 8].copy_from_slice(&(root as u64).to_le_bytes());
     let r = inspect_bytes(&b);
     assert_eq!(r.code, 1);
     let errors = r.json()["backups"][0]["integrity"]["bbolt_errors"].to_string();
-    assert!(
-        errors.contains(&format!("page {root}: multiple references")),
-        "{errors}"
-    );
+    assert!(errors.contains(&format!("page {root}: multiple references")), "{errors}");
 }
 
 #[test]
@@ -131,10 +116,7 @@ fn absurd_counts_and_overflow_are_bounded() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("page {first_leaf}"))));
+            .any(|e| e.as_str().unwrap().starts_with(&format!("page {first_leaf}"))));
     }
 }
 
@@ -179,10 +161,8 @@ fn random_mutations_through_inspect_and_scan() {
                 &backup,
                 &judge,
                 &scope,
-                &ScanOptions {
-                    history: true,
-                    ..Default::default()
-                },
+                &ScanOptions { history: true, residue: true, ..Default::default() },
+                None,
             );
         }
     }

@@ -14,15 +14,11 @@ fn inspect_json(path: &str) -> (i32, Value) {
 #[test]
 fn figures_match_recorded_etcdutl_status_on_every_fixture() {
     let fixtures = status_fixtures();
-    assert!(
-        fixtures.len() >= 5,
-        "expected the committed fixtures, found {fixtures:?}"
-    );
+    assert!(fixtures.len() >= 5, "expected the committed fixtures, found {fixtures:?}");
     for db in fixtures {
-        let expected: Value = serde_json::from_str(
-            &std::fs::read_to_string(format!("{}.status.json", db.display())).unwrap(),
-        )
-        .unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{}.status.json", db.display())).unwrap())
+                .unwrap();
         let (code, doc) = inspect_json(path_str(&db));
         assert_eq!(doc["schema"], "etcd-audit.inspect/v1");
         let b = &doc["backups"][0];
@@ -34,12 +30,7 @@ fn figures_match_recorded_etcdutl_status_on_every_fixture() {
             ("total_keys", "totalKey"),
             ("size_bytes", "totalSize"),
         ] {
-            assert_eq!(
-                b["etcd"][ours],
-                expected[theirs],
-                "{}: {ours}",
-                db.display()
-            );
+            assert_eq!(b["etcd"][ours], expected[theirs], "{}: {ours}", db.display());
         }
     }
 }
@@ -47,10 +38,7 @@ fn figures_match_recorded_etcdutl_status_on_every_fixture() {
 #[test]
 fn figures_match_etcdutl_run_now() {
     let Some(etcdutl) = etcdutl() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have etcdutl (scripts/setup.sh installs it)"
-        );
+        assert!(std::env::var_os("CI").is_none(), "CI must have etcdutl (scripts/setup.sh installs it)");
         eprintln!("etcdutl not installed: skipped");
         return;
     };
@@ -94,14 +82,8 @@ fn snapshot_trailer_and_free_pages() {
     let b = &doc["backups"][0];
     assert_eq!(b["container"], serde_json::json!(["etcd-snapshot"]));
     assert_eq!(b["integrity"]["sha256_trailer"], "valid");
-    assert!(
-        b["pages"]["free"].as_u64().unwrap() > 0,
-        "compaction leaves free pages"
-    );
-    assert!(
-        b["pages"]["branch"].as_u64().unwrap() > 0,
-        "a multi-level tree"
-    );
+    assert!(b["pages"]["free"].as_u64().unwrap() > 0, "compaction leaves free pages");
+    assert!(b["pages"]["branch"].as_u64().unwrap() > 0, "a multi-level tree");
     assert!(b["etcd"]["compact_revision"].as_i64().unwrap() > 0);
     let (_, doc) = inspect_json(path_str(&testdata("etcd35-basic.member.db")));
     assert_eq!(doc["backups"][0]["integrity"]["sha256_trailer"], "absent");
@@ -129,30 +111,16 @@ fn upstream_corrupted_backup_gives_documented_check_errors() {
 fn a_wal_file_is_not_a_database() {
     let r = run(&["inspect", path_str(&upstream("TestNew.wal"))]);
     assert_eq!(r.code, 2);
-    assert_eq!(
-        r.stderr.lines().count(),
-        1,
-        "one line per failed source: {}",
-        r.stderr
-    );
+    assert_eq!(r.stderr.lines().count(), 1, "one line per failed source: {}", r.stderr);
     assert!(r.stderr.contains("not a bbolt database"));
 }
 
 #[test]
 fn several_sources_the_highest_code_wins_and_json_is_still_printed() {
     let good = testdata("etcd35-basic.snapshot.db");
-    let r = run(&[
-        "inspect",
-        "--format",
-        "json",
-        path_str(&good),
-        path_str(&upstream("TestNew.wal")),
-    ]);
+    let r = run(&["inspect", "--format", "json", path_str(&good), path_str(&upstream("TestNew.wal"))]);
     assert_eq!(r.code, 2);
     let doc = r.json();
     assert_eq!(doc["backups"][0]["error"], Value::Null);
-    assert!(doc["backups"][1]["error"]
-        .as_str()
-        .unwrap()
-        .contains("not a bbolt"));
+    assert!(doc["backups"][1]["error"].as_str().unwrap().contains("not a bbolt"));
 }

@@ -26,22 +26,14 @@ fn scan(db: &str, extra: &[&str]) -> Run {
 }
 
 fn by_key(entries: &Value) -> BTreeMap<String, Value> {
-    entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["key"].as_str().unwrap().to_string(), e.clone()))
-        .collect()
+    entries.as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap().to_string(), e.clone())).collect()
 }
 
 #[test]
 fn every_verdict_matches_what_was_written() {
     let exp = expected("etcd35-scan.expected.json");
     let r = scan("etcd35-scan.snapshot.db", &["--format", "json"]);
-    assert_eq!(
-        r.code, 1,
-        "plaintext and unknown keys fail the default policy"
-    );
+    assert_eq!(r.code, 1, "plaintext and unknown keys fail the default policy");
     let doc = r.json();
     assert_eq!(doc["schema"], "etcd-audit.scan/v1");
     let b = &doc["backups"][0];
@@ -78,29 +70,15 @@ fn undecryptable_values_say_why() {
     let got = by_key(&r.json()["backups"][0]["entries"]);
     let padok = &got["/registry/secrets/undecrypt/cbc-wrongkey-padok"];
     assert_eq!(padok["class"], "undecryptable");
-    assert!(
-        padok["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not a Kubernetes object"),
-        "{padok}"
-    );
-    let copied: Vec<&Value> = got
-        .values()
-        .filter(|e| e["detail"].as_str().is_some_and(|d| d.contains("copied")))
-        .collect();
-    assert!(
-        !copied.is_empty(),
-        "a value copied from another key is caught by the name check"
-    );
+    assert!(padok["detail"].as_str().unwrap().contains("not a Kubernetes object"), "{padok}");
+    let copied: Vec<&Value> =
+        got.values().filter(|e| e["detail"].as_str().is_some_and(|d| d.contains("copied"))).collect();
+    assert!(!copied.is_empty(), "a value copied from another key is caught by the name check");
 }
 
 #[test]
 fn history_holds_the_plaintext_left_behind() {
-    let r = scan(
-        "etcd35-scan.snapshot.db",
-        &["--format", "json", "--history"],
-    );
+    let r = scan("etcd35-scan.snapshot.db", &["--format", "json", "--history"]);
     let b = &r.json()["backups"][0];
     let rows: Vec<(String, i64, Value, bool)> = b["history"]
         .as_array()
@@ -119,33 +97,14 @@ fn history_holds_the_plaintext_left_behind() {
     assert_eq!(
         rows,
         [
-            (
-                "/registry/secrets/hist/deleted".into(),
-                51,
-                json!("plaintext"),
-                true
-            ),
-            (
-                "/registry/secrets/hist/deleted".into(),
-                52,
-                Value::Null,
-                true
-            ),
-            (
-                "/registry/secrets/hist/rotated".into(),
-                49,
-                json!("plaintext"),
-                false
-            ),
+            ("/registry/secrets/hist/deleted".into(), 51, json!("plaintext"), true),
+            ("/registry/secrets/hist/deleted".into(), 52, Value::Null, true),
+            ("/registry/secrets/hist/rotated".into(), 49, json!("plaintext"), false),
         ]
     );
     assert_eq!(b["forensics"]["history"]["plaintext"], 2);
-    let codes: Vec<&str> = b["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap())
-        .collect();
+    let codes: Vec<&str> =
+        b["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap()).collect();
     assert!(
         codes.contains(&"history-plaintext") && codes.contains(&"deleted-plaintext-in-history"),
         "{codes:?}"
@@ -160,23 +119,11 @@ fn key_pairing_lists_every_needed_key() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| {
-            (
-                format!(
-                    "{}:{}",
-                    k["provider"].as_str().unwrap(),
-                    k["name"].as_str().unwrap()
-                ),
-                k,
-            )
-        })
+        .map(|k| (format!("{}:{}", k["provider"].as_str().unwrap(), k["name"].as_str().unwrap()), k))
         .collect();
     assert_eq!(keys["aescbc:key-new"]["write_key"], true);
     assert_eq!(keys["aescbc:key-new"]["available"], true);
-    assert!(keys["aescbc:key-new"]["fingerprint"]
-        .as_str()
-        .unwrap()
-        .starts_with("sha256:"));
+    assert!(keys["aescbc:key-new"]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(keys["aescbc:key:with:colons"]["available"], true);
     assert_eq!(keys["aescbc:key:with:colons"]["write_key"], false);
     assert_eq!(keys["aescbc:key-old"]["available"], true);
@@ -186,16 +133,9 @@ fn key_pairing_lists_every_needed_key() {
     assert_eq!(keys["kms:vault"]["kms_api"], "v2");
     assert_eq!(keys["kms:vault"]["key_id"], "kek-1");
     // 16-byte key fingerprint = sha256 of its material, as the manifest's key shows.
-    let material = base64_decode(
-        expected("etcd35-scan.expected.json")["keys"][1]["b64"]
-            .as_str()
-            .unwrap(),
-    );
+    let material = base64_decode(expected("etcd35-scan.expected.json")["keys"][1]["b64"].as_str().unwrap());
     use sha2::Digest;
-    let fp = format!(
-        "sha256:{}",
-        &hex::encode(sha2::Sha256::digest(&material))[..16]
-    );
+    let fp = format!("sha256:{}", &hex::encode(sha2::Sha256::digest(&material))[..16]);
     assert_eq!(keys["aescbc:key:with:colons"]["fingerprint"], fp.as_str());
 }
 
@@ -208,12 +148,8 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn stale_and_provider_list_findings() {
     let r = scan("etcd35-scan.snapshot.db", &["--format", "json"]);
     let b = &r.json()["backups"][0];
-    let findings: BTreeMap<&str, &Value> = b["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["code"].as_str().unwrap(), f))
-        .collect();
+    let findings: BTreeMap<&str, &Value> =
+        b["findings"].as_array().unwrap().iter().map(|f| (f["code"].as_str().unwrap(), f)).collect();
     assert_eq!(findings["stale"]["count"], 10);
     assert_eq!(findings["plaintext-secret"]["count"], 4);
     assert_eq!(findings["plaintext-value"]["count"], 1);
@@ -226,41 +162,21 @@ fn stale_and_provider_list_findings() {
         .filter(|e| e["key_name"] == "key-old")
         .map(|e| e["key"].clone())
         .collect();
-    assert_eq!(
-        findings["key-not-in-provider-list"]["examples"],
-        Value::Array(old_key_entries)
-    );
+    assert_eq!(findings["key-not-in-provider-list"]["examples"], Value::Array(old_key_entries));
     assert_eq!(findings["configs-disagree"]["severity"], "medium");
     assert_eq!(b["findings"][0]["severity"], "high", "worst first");
 }
 
 #[test]
 fn fail_on_selects_the_exit_code() {
+    assert_eq!(scan("etcd35-scan.snapshot.db", &["--fail-on", "integrity"]).code, 0);
+    assert_eq!(scan("etcd35-scan.snapshot.db", &["--fail-on", "stale"]).code, 1);
     assert_eq!(
-        scan("etcd35-scan.snapshot.db", &["--fail-on", "integrity"]).code,
-        0
-    );
-    assert_eq!(
-        scan("etcd35-scan.snapshot.db", &["--fail-on", "stale"]).code,
-        1
-    );
-    assert_eq!(
-        scan(
-            "etcd35-scan.snapshot.db",
-            &["--fail-on", "history-plaintext"]
-        )
-        .code,
+        scan("etcd35-scan.snapshot.db", &["--fail-on", "history-plaintext"]).code,
         0,
         "history not asked"
     );
-    assert_eq!(
-        scan(
-            "etcd35-scan.snapshot.db",
-            &["--fail-on", "history-plaintext", "--history"]
-        )
-        .code,
-        1
-    );
+    assert_eq!(scan("etcd35-scan.snapshot.db", &["--fail-on", "history-plaintext", "--history"]).code, 1);
     let r = scan("etcd35-scan.snapshot.db", &["--fail-on", "bogus"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("bogus"));
@@ -271,10 +187,7 @@ fn table_ends_with_a_one_line_verdict() {
     let r = scan("etcd35-scan.snapshot.db", &[]);
     assert_eq!(r.code, 1);
     let last = r.stdout.lines().last().unwrap();
-    assert!(
-        last.starts_with("verdict") && last.contains("FAIL on") && last.contains("plaintext"),
-        "{last}"
-    );
+    assert!(last.starts_with("verdict") && last.contains("FAIL on") && last.contains("plaintext"), "{last}");
     assert!(r.stdout.contains("keys needed") && r.stdout.contains("key-gone"));
 }
 
@@ -283,13 +196,7 @@ fn no_output_ever_contains_a_secret_value_or_key_material() {
     let exp = expected("etcd35-scan.expected.json");
     let mut needles: Vec<String> = Vec::new();
     for list in ["markers", "markers_b64", "key_materials_b64"] {
-        needles.extend(
-            exp[list]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string()),
-        );
+        needles.extend(exp[list].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
     }
     for k in exp["key_materials_b64"].as_array().unwrap() {
         needles.push(hex::encode(base64_decode(k.as_str().unwrap())));
@@ -303,17 +210,7 @@ fn no_output_ever_contains_a_secret_value_or_key_material() {
         cfg("config-legacy.json"),
     );
     let runs = [
-        run(&[
-            "scan",
-            &db,
-            "-c",
-            &cur,
-            "-c",
-            &old,
-            "--history",
-            "--resources",
-            "*.*",
-        ]),
+        run(&["scan", &db, "-c", &cur, "-c", &old, "--history", "--resources", "*.*"]),
         run(&[
             "scan",
             &db,
@@ -337,16 +234,10 @@ fn no_output_ever_contains_a_secret_value_or_key_material() {
     ];
     for r in &runs {
         for n in &needles {
-            assert!(
-                !r.stdout.contains(n.as_str()) && !r.stderr.contains(n.as_str()),
-                "leaked {n}"
-            );
+            assert!(!r.stdout.contains(n.as_str()) && !r.stderr.contains(n.as_str()), "leaked {n}");
         }
     }
-    assert!(
-        runs[1].stdout.contains("\"data_keys\""),
-        "data key names are shown, their values are not"
-    );
+    assert!(runs[1].stdout.contains("\"data_keys\""), "data key names are shown, their values are not");
 }
 
 #[test]
@@ -367,29 +258,12 @@ fn keys_command_answers_the_restore_question() {
     assert_eq!(doc["schema"], "etcd-audit.keys/v1");
     let p = &doc["backups"][0];
     assert_eq!(p["restorable"], false);
-    let missing: Vec<&str> = p["missing"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap())
-        .collect();
+    let missing: Vec<&str> = p["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     assert!(missing.contains(&"aescbc:key-gone"), "{missing:?}");
-    assert!(
-        !missing.iter().any(|m| m.contains("key-old")),
-        "config-old holds key-old"
-    );
+    assert!(!missing.iter().any(|m| m.contains("key-old")), "config-old holds key-old");
     // Without the old node's config, key-old is missing too.
-    let r = run(&[
-        "keys",
-        &db,
-        "-c",
-        &cfg("config-current.yaml"),
-        "--format",
-        "json",
-    ]);
-    assert!(r.json()["backups"][0]["missing"]
-        .to_string()
-        .contains("aescbc:key-old"));
+    let r = run(&["keys", &db, "-c", &cfg("config-current.yaml"), "--format", "json"]);
+    assert!(r.json()["backups"][0]["missing"].to_string().contains("aescbc:key-old"));
     // OpenShift prefix, all values decryptable with the current config: restorable.
     let os = path_str(&testdata("etcd35-openshift.snapshot.db")).to_string();
     let r = run(&["keys", &os, "-c", &cfg("config-current.yaml")]);
@@ -403,14 +277,8 @@ fn openshift_prefix_is_detected() {
     let r = scan("etcd35-openshift.snapshot.db", &["--format", "json"]);
     let b = &r.json()["backups"][0];
     assert_eq!(b["etcd"]["etcd_prefix"], "/kubernetes.io");
-    assert_eq!(
-        b["summary"]["plaintext"],
-        exp["summary"]["entries"]["plaintext"]
-    );
-    assert_eq!(
-        b["summary"]["decryptable"],
-        exp["summary"]["entries"]["decryptable"]
-    );
+    assert_eq!(b["summary"]["plaintext"], exp["summary"]["entries"]["plaintext"]);
+    assert_eq!(b["summary"]["decryptable"], exp["summary"]["entries"]["decryptable"]);
     let got = by_key(&b["entries"]);
     for e in exp["entries"].as_array().unwrap() {
         let g = &got[e["key"].as_str().unwrap()];
@@ -418,10 +286,7 @@ fn openshift_prefix_is_detected() {
         assert_eq!(g["stale"], e["stale"], "{}", e["key"]);
     }
     // Forcing the wrong prefix finds nothing in scope.
-    let r = scan(
-        "etcd35-openshift.snapshot.db",
-        &["--format", "json", "--etcd-prefix", "/registry"],
-    );
+    let r = scan("etcd35-openshift.snapshot.db", &["--format", "json", "--etcd-prefix", "/registry"]);
     assert_eq!(r.json()["backups"][0]["entries"], json!([]));
 }
 
@@ -436,18 +301,13 @@ fn wildcard_scope_on_a_plaintext_cluster() {
         .iter()
         .filter(|e| {
             e["encoding"].is_string()
-                && !not_objects
-                    .iter()
-                    .any(|p| e["key"].as_str().unwrap().starts_with(p))
+                && !not_objects.iter().any(|p| e["key"].as_str().unwrap().starts_with(p))
         })
         .count();
     let db = path_str(&testdata("etcd35-basic.snapshot.db")).to_string();
     let r = run(&["scan", &db, "--resources", "*.*", "--format", "json"]);
     let b = &r.json()["backups"][0];
-    assert_eq!(
-        b["summary"]["plaintext"].as_u64().unwrap() as usize,
-        objects
-    );
+    assert_eq!(b["summary"]["plaintext"].as_u64().unwrap() as usize, objects);
     assert_eq!(b["etcd"]["compact_revision"], exp["compact_revision"]);
     let secrets = run(&["scan", &db, "--format", "json"]);
     let only_secrets = secrets.json()["backups"][0]["entries"]
@@ -460,28 +320,16 @@ fn wildcard_scope_on_a_plaintext_cluster() {
 
 #[test]
 fn configs_command_finds_read_breaking_differences() {
-    let r = run(&[
-        "configs",
-        &cfg("config-current.yaml"),
-        &cfg("config-old.yaml"),
-        "--format",
-        "json",
-    ]);
+    let r = run(&["configs", &cfg("config-current.yaml"), &cfg("config-old.yaml"), "--format", "json"]);
     assert_eq!(r.code, 1);
     let doc = r.json();
     assert_eq!(doc["schema"], "etcd-audit.configs/v1");
     let diffs = doc["differences"].as_array().unwrap();
     assert!(
-        diffs.iter().any(
-            |d| d["breaks_reads"] == true && d["message"].as_str().unwrap().contains("key-old")
-        ),
+        diffs.iter().any(|d| d["breaks_reads"] == true && d["message"].as_str().unwrap().contains("key-old")),
         "{diffs:?}"
     );
-    let same = run(&[
-        "configs",
-        &cfg("config-current.yaml"),
-        &cfg("config-current.yaml"),
-    ]);
+    let same = run(&["configs", &cfg("config-current.yaml"), &cfg("config-current.yaml")]);
     assert_eq!(same.code, 0, "{}", same.stdout);
 }
 
@@ -498,16 +346,11 @@ fn invalid_configs_exit_2_with_the_apiserver_message() {
     let r = run(&["scan", &db, "-c", path_str(&bad)]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr
-            .contains("secret is not of the expected length, got 16, expected one of [32]"),
+        r.stderr.contains("secret is not of the expected length, got 16, expected one of [32]"),
         "{}",
         r.stderr
     );
     assert!(!r.stderr.contains("c2VjcmV0"), "never echo the secret");
     let legacy = run(&["configs", &cfg("config-legacy.json")]);
-    assert_eq!(
-        legacy.code, 0,
-        "the legacy v1 EncryptionConfig header in JSON parses: {}",
-        legacy.stderr
-    );
+    assert_eq!(legacy.code, 0, "the legacy v1 EncryptionConfig header in JSON parses: {}", legacy.stderr);
 }

@@ -20,6 +20,8 @@ pub struct Integrity {
     pub sha256_trailer: Trailer,
     pub meta: [MetaState; 2],
     pub bbolt_errors: Vec<String>,
+    /// Not errors: torn WAL tails and the like.
+    pub notes: Vec<String>,
     pub ok: bool,
 }
 
@@ -45,44 +47,24 @@ impl<'a> Backup<'a> {
                 (layout, check)
             },
         );
-        let etcd_meta = layout
-            .bucket(META_BUCKET)
-            .map(EtcdMeta::read)
-            .unwrap_or_default();
+        let etcd_meta = layout.bucket(META_BUCKET).map(EtcdMeta::read).unwrap_or_default();
         let meta = [0u8, 1].map(|i| meta_state(i, &db.metas()[i as usize]));
-        let ok =
-            trailer != Trailer::Mismatch && meta.iter().all(|m| m.valid) && check.errors.is_empty();
+        let ok = trailer != Trailer::Mismatch && meta.iter().all(|m| m.valid) && check.errors.is_empty();
         let integrity = Integrity {
             sha256_trailer: trailer,
             meta,
             bbolt_errors: check.errors.clone(),
+            notes: vec![],
             ok,
         };
         let container = vec![container::kind(has_trailer).to_string()];
-        Ok(Backup {
-            container,
-            db,
-            layout,
-            check,
-            etcd_meta,
-            integrity,
-        })
+        Ok(Backup { container, db, layout, check, etcd_meta, integrity })
     }
 }
 
 fn meta_state(page: u8, meta: &Result<bolt::Meta, MetaError>) -> MetaState {
     match meta {
-        Ok(m) => MetaState {
-            page,
-            valid: true,
-            txid: Some(m.txid),
-            error: None,
-        },
-        Err(e) => MetaState {
-            page,
-            valid: false,
-            txid: None,
-            error: Some(e.to_string()),
-        },
+        Ok(m) => MetaState { page, valid: true, txid: Some(m.txid), error: None },
+        Err(e) => MetaState { page, valid: false, txid: None, error: Some(e.to_string()) },
     }
 }

@@ -49,15 +49,11 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
     let mut differences = Vec::new();
     for pattern in &patterns {
         let gr = GroupResource::parse(pattern);
-        let lists: Vec<Option<Vec<&Provider>>> =
-            configs.iter().map(|c| c.providers_for(&gr)).collect();
+        let lists: Vec<Option<Vec<&Provider>>> = configs.iter().map(|c| c.providers_for(&gr)).collect();
         let labels: Vec<Vec<String>> = lists.iter().map(|l| labels(l.as_deref())).collect();
         if labels.iter().any(|l| l != &labels[0]) {
-            let shown: Vec<String> = configs
-                .iter()
-                .zip(&labels)
-                .map(|(c, l)| format!("{}: [{}]", c.path, l.join(", ")))
-                .collect();
+            let shown: Vec<String> =
+                configs.iter().zip(&labels).map(|(c, l)| format!("{}: [{}]", c.path, l.join(", "))).collect();
             differences.push(Difference {
                 resource: pattern.to_string(),
                 breaks_reads: false,
@@ -65,10 +61,7 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
             });
         }
         for (w, writer) in lists.iter().enumerate() {
-            let write = writer
-                .as_ref()
-                .and_then(|l| l.first().copied())
-                .unwrap_or(&Provider::Identity);
+            let write = writer.as_ref().and_then(|l| l.first().copied()).unwrap_or(&Provider::Identity);
             for (r, reader) in lists.iter().enumerate() {
                 if w != r && !can_read(reader.as_deref(), write) {
                     differences.push(Difference {
@@ -86,10 +79,7 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
         }
     }
     let configs = configs.iter().map(summary).collect();
-    Comparison {
-        configs,
-        differences,
-    }
+    Comparison { configs, differences }
 }
 
 /// The read-breaking differences, one line each (the `configs-disagree` finding).
@@ -106,20 +96,14 @@ pub fn breaking_differences(configs: &[EncryptionConfig]) -> Vec<String> {
 }
 
 fn labels(list: Option<&[&Provider]>) -> Vec<String> {
-    list.map_or_else(
-        || vec!["identity (default)".into()],
-        |l| l.iter().map(|p| p.label()).collect(),
-    )
+    list.map_or_else(|| vec!["identity (default)".into()], |l| l.iter().map(|p| p.label()).collect())
 }
 
 fn describe(p: &Provider) -> String {
     match p {
-        Provider::Keys(kind, keys) => format!(
-            "{} key {:?} {}",
-            kind.as_str(),
-            keys[0].name,
-            keys[0].fingerprint()
-        ),
+        Provider::Keys(kind, keys) => {
+            format!("{} key {:?} {}", kind.as_str(), keys[0].name, keys[0].fingerprint())
+        }
         other => other.label(),
     }
 }
@@ -162,8 +146,5 @@ fn summary(c: &EncryptionConfig) -> ConfigSummary {
             })
         })
         .collect();
-    ConfigSummary {
-        path: c.path.clone(),
-        resources,
-    }
+    ConfigSummary { path: c.path.clone(), resources }
 }

@@ -37,10 +37,7 @@ impl std::str::FromStr for FailOn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut set = BTreeSet::new();
         for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let known = TOKENS
-                .iter()
-                .find(|t| **t == token)
-                .ok_or_else(|| FailOnError(token.into()))?;
+            let known = TOKENS.iter().find(|t| **t == token).ok_or_else(|| FailOnError(token.into()))?;
             set.insert(*known);
         }
         Ok(FailOn(set))
@@ -50,17 +47,14 @@ impl std::str::FromStr for FailOn {
 impl FailOn {
     /// The tokens of `report` that this policy fails on.
     pub fn matched(&self, report: &ScanReport) -> Vec<&'static str> {
-        let plain =
-            |s: &Option<super::Summary>| s.as_ref().is_some_and(|s| s.get(Class::Plaintext) > 0);
+        let plain = |s: &Option<super::Summary>| s.as_ref().is_some_and(|s| s.get(Class::Plaintext) > 0);
         let hit = |token: &str| match token {
             "integrity" => !report.integrity.ok,
             "stale" => report.entries.iter().any(|e| e.verdict.stale == Some(true)),
             "history-plaintext" => plain(&report.forensics.history),
             "residue-plaintext" => plain(&report.forensics.residue),
             "wal-plaintext" => plain(&report.forensics.wal),
-            class => Class::ALL
-                .iter()
-                .any(|c| c.as_str() == class && report.summary.get(*c) > 0),
+            class => Class::ALL.iter().any(|c| c.as_str() == class && report.summary.get(*c) > 0),
         };
         self.0.iter().copied().filter(|t| hit(t)).collect()
     }

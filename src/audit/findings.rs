@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::forensics::{ResidueRecord, WalRecord};
 use super::scan::{EntryRecord, HistoryRecord};
 use super::verdict::{Class, Judge, Verdict};
 use super::Integrity;
@@ -38,9 +39,7 @@ const ENTRY_RULES: &[Rule] = &[
         severity: Severity::High,
         code: "plaintext-secret",
         matches: |e| e.verdict.class == Class::Plaintext && e.at.resource == "secrets",
-        message: |n| {
-            format!("{n} Secrets are stored unencrypted: anyone holding this file can read them")
-        },
+        message: |n| format!("{n} Secrets are stored unencrypted: anyone holding this file can read them"),
     },
     Rule {
         severity: Severity::Medium,
@@ -100,6 +99,8 @@ pub fn findings(
     integrity: &Integrity,
     entries: &[EntryRecord],
     history: Option<&[HistoryRecord]>,
+    residue: Option<&[ResidueRecord]>,
+    wal: Option<&[WalRecord]>,
     judge: &Judge,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -122,6 +123,7 @@ pub fn findings(
     if let Some(history) = history {
         out.extend(history_findings(history));
     }
+    out.extend(exposure_findings(residue, wal));
     out.extend(judge_findings(judge));
     out.sort_by(|a, b| {
         (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count)))
@@ -136,13 +138,7 @@ fn finding(
     message: String,
     examples: impl Iterator<Item = String>,
 ) -> Finding {
-    Finding {
-        severity,
-        code,
-        count,
-        message,
-        examples: examples.take(MAX_EXAMPLES).collect(),
-    }
+    Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
 }
 
 fn integrity_finding(i: &Integrity) -> Finding {
@@ -151,11 +147,7 @@ fn integrity_finding(i: &Integrity) -> Finding {
         problems.push("the SHA-256 trailer does not match the file: it was altered or torn".into());
     }
     for m in i.meta.iter().filter(|m| !m.valid) {
-        problems.push(format!(
-            "meta page {} is invalid: {}",
-            m.page,
-            m.error.as_deref().unwrap_or("?")
-        ));
+        problems.push(format!("meta page {} is invalid: {}", m.page, m.error.as_deref().unwrap_or("?")));
     }
     problems.extend(i.bbolt_errors.iter().cloned());
     let n = problems.len() as u64;
@@ -194,9 +186,7 @@ fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
             "deleted-plaintext-in-history",
             n,
             format!("{n} plaintext revisions of deleted keys are still in history"),
-            deleted
-                .iter()
-                .map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
+            deleted.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
         ));
     }
     out
@@ -215,4 +205,34 @@ fn judge_findings(judge: &Judge) -> Vec<Finding> {
         format!("{n} differences between the supplied configs would break reads on some control-plane node (see `etcd-audit configs`)"),
         diffs.into_iter(),
     )]
+}
+
+/// Plaintext an attacker can read outside the tree: free pages and the WAL.
+fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let plain: Vec<&ResidueRecord> =
+        residue.unwrap_or(&[]).iter().filter(|r| r.verdict.class == Class::Plaintext).collect();
+    if !plain.is_empty() {
+        let n = plain.len() as u64;
+        out.push(finding(
+            Severity::High,
+            "residue-plaintext",
+            n,
+            format!("{n} plaintext revisions are recoverable from free pages: defragment (etcdctl defrag) every member, then re-take the backup and destroy this one"),
+            plain.iter().map(|r| format!("{}@{} (page {})", r.at.key, r.mod_revision, r.page)),
+        ));
+    }
+    let plain: Vec<&WalRecord> =
+        wal.unwrap_or(&[]).iter().filter(|r| r.verdict.class == Class::Plaintext).collect();
+    if !plain.is_empty() {
+        let n = plain.len() as u64;
+        out.push(finding(
+            Severity::High,
+            "wal-plaintext",
+            n,
+            format!("{n} plaintext puts are in the write-ahead log: treat every copy of this data dir as holding those secrets"),
+            plain.iter().map(|r| format!("{} ({} index {})", r.at.key, r.wal_file, r.raft_index)),
+        ));
+    }
+    out
 }

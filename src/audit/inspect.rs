@@ -46,19 +46,14 @@ pub struct PageCounts {
 pub fn inspect(backup: &Backup) -> Inspection {
     let status = etcd::status(&backup.db, &backup.layout);
     let meta = &backup.etcd_meta;
-    let scheduled = meta
-        .scheduled_compact_revision
-        .filter(|s| Some(*s) != meta.finished_compact_revision);
+    let scheduled = meta.scheduled_compact_revision.filter(|s| Some(*s) != meta.finished_compact_revision);
     let stats = backup.layout.stats;
     let buckets = backup
         .layout
         .buckets
         .iter()
         .map(|b| {
-            let items = b
-                .leaves
-                .iter()
-                .map(|l| l.page.leaf_items().map_while(Result::ok).count() as u64);
+            let items = b.leaves.iter().map(|l| l.page.leaf_items().map_while(Result::ok).count() as u64);
             (String::from_utf8_lossy(b.name).into_owned(), items.sum())
         })
         .collect();

@@ -5,6 +5,7 @@ mod backup;
 pub mod configs;
 mod failon;
 mod findings;
+pub mod forensics;
 mod inspect;
 mod pairing;
 mod scan;
@@ -17,8 +18,7 @@ pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use scan::{
-    scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport,
-    Summary,
+    scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport, Summary,
 };
 pub use scope::Scope;
 pub use verdict::{Class, Judge, Verdict};

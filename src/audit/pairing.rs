@@ -72,13 +72,9 @@ fn is_write_key(judge: &Judge, kind: ProviderKind, name: &str) -> bool {
     let Some(config) = judge.configs.first() else {
         return false;
     };
-    config
-        .rules
-        .iter()
-        .filter_map(|r| r.providers.first())
-        .any(|p| match p {
-            Provider::Keys(k, keys) => *k == kind && keys[0].name == name,
-            Provider::Kms(kms) => kind == ProviderKind::Kms && kms.name == name,
-            Provider::Identity => false,
-        })
+    config.rules.iter().filter_map(|r| r.providers.first()).any(|p| match p {
+        Provider::Keys(k, keys) => *k == kind && keys[0].name == name,
+        Provider::Kms(kms) => kind == ProviderKind::Kms && kms.name == name,
+        Provider::Identity => false,
+    })
 }

@@ -2,15 +2,17 @@
 //! (values stay borrowed from the map), keep the newest revision of every
 //! in-scope key, then judge every value in parallel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::findings::{findings, Finding};
+use super::forensics::{self, KeyFilter, ResidueRecord, WalRecord};
 use super::pairing::{pairing, KeyUse};
 use super::verdict::{Class, Judge, Verdict};
 use super::{AuditError, Backup, Integrity, Scope};
+use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, RegistryKey};
 
@@ -20,6 +22,8 @@ pub struct ScanOptions {
     pub etcd_prefix: Option<String>,
     /// `--history`: judge every older revision too.
     pub history: bool,
+    /// `--residue`: carve revisions from pages the tree does not reach.
+    pub residue: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,8 +36,8 @@ pub struct ScanReport {
     pub keys: Vec<KeyUse>,
     pub entries: Vec<EntryRecord>,
     pub history: Option<Vec<HistoryRecord>>,
-    pub residue: Option<Vec<EntryRecord>>,
-    pub wal: Option<Vec<EntryRecord>>,
+    pub residue: Option<Vec<ResidueRecord>>,
+    pub wal: Option<Vec<WalRecord>>,
     pub findings: Vec<Finding>,
     /// The `--fail-on` tokens this backup matched (set by the caller's policy).
     pub failed_on: Vec<&'static str>,
@@ -120,30 +124,31 @@ struct Row<'a> {
     kv: KeyValueRef<'a>,
 }
 
+/// Scans one backup; `wal` holds the log segments of a data dir (`None`
+/// when the source has no WAL).
 pub fn scan(
     backup: &Backup,
     judge: &Judge,
     scope: &Scope,
     opts: &ScanOptions,
+    wal: Option<&[(String, WalFile)]>,
 ) -> Result<ScanReport, AuditError> {
-    let bucket = backup
-        .layout
-        .bucket(KEY_BUCKET)
-        .ok_or(AuditError::NotEtcd)?;
+    let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
     let (mut rows, undecodable) = read_rows(&bucket.leaves);
-    let prefix = opts
-        .etcd_prefix
-        .clone()
-        .unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
+    let prefix =
+        opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
+    let filter = KeyFilter { prefix: &prefix, scope };
+    let residue = opts.residue.then(|| {
+        let in_tree: HashSet<(i64, i64)> = rows.iter().map(|r| (r.rev.main, r.rev.sub)).collect();
+        forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
+    });
+    let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
     rows.retain(|r| r.kv.key.starts_with(prefix.as_bytes()));
     rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
 
     let groups: Vec<&[Row]> = rows.chunk_by(|a, b| a.kv.key == b.kv.key).collect();
-    let in_scope: Vec<(RegistryKey, &[Row])> = groups
-        .into_iter()
-        .filter_map(|g| Some((RegistryKey::parse(g[0].kv.key, &prefix)?, g)))
-        .filter(|(rk, _)| scope.contains(&rk.resource))
-        .collect();
+    let in_scope: Vec<(RegistryKey, &[Row])> =
+        groups.into_iter().filter_map(|g| Some((filter.parse(g[0].kv.key)?, g))).collect();
 
     let entries: Vec<EntryRecord> = in_scope
         .par_iter()
@@ -156,10 +161,9 @@ pub fn scan(
 
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
-        history: history
-            .as_ref()
-            .map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
-        ..Forensics::default()
+        history: history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
+        residue: residue.as_ref().map(|r| Summary::of(r.iter().map(|r| &r.verdict))),
+        wal: wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
@@ -170,11 +174,12 @@ pub fn scan(
             .filter(|s| Some(*s) != meta.finished_compact_revision),
         page_size: backup.db.page_size(),
         size_bytes: backup.db.size(),
-        etcd_prefix: prefix,
+        etcd_prefix: prefix.clone(),
         undecodable_rows: undecodable,
     };
     let keys = pairing(&entries, judge);
-    let findings = findings(&backup.integrity, &entries, history.as_deref(), judge);
+    let findings =
+        findings(&backup.integrity, &entries, history.as_deref(), residue.as_deref(), wal.as_deref(), judge);
     Ok(ScanReport {
         container: backup.container.clone(),
         integrity: backup.integrity.clone(),
@@ -184,8 +189,8 @@ pub fn scan(
         keys,
         entries,
         history,
-        residue: None,
-        wal: None,
+        residue,
+        wal,
         findings,
         failed_on: Vec::new(),
     })
@@ -207,10 +212,7 @@ fn read_rows<'a>(leaves: &[crate::bolt::Leaf<'a>]) -> (Vec<Row<'a>>, u64) {
         })
         .collect();
     let bad = per_leaf.iter().map(|(_, b)| b).sum();
-    (
-        per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(),
-        bad,
-    )
+    (per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(), bad)
 }
 
 /// The store's revision: the main revision of the last `key` bucket row.
@@ -223,21 +225,8 @@ fn rows_revision(leaves: &[crate::bolt::Leaf]) -> i64 {
         .unwrap_or(0)
 }
 
-fn location(rk: &RegistryKey, row: &Row) -> Location {
-    Location {
-        key: String::from_utf8_lossy(row.kv.key).into_owned(),
-        resource: rk.resource.to_string(),
-        namespace: rk.namespace.map(str::to_owned),
-        name: rk.name.to_owned(),
-    }
-}
-
 fn entry(rk: &RegistryKey, row: &Row, verdict: Verdict) -> EntryRecord {
-    EntryRecord {
-        at: location(rk, row),
-        mod_revision: row.rev.main,
-        verdict,
-    }
+    EntryRecord { at: forensics::location(row.kv.key, rk), mod_revision: row.rev.main, verdict }
 }
 
 fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryRecord> {
@@ -247,10 +236,9 @@ fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryReco
             let deleted = g.last().is_some_and(|r| r.rev.tombstone);
             let older = if deleted { *g } else { &g[..g.len() - 1] };
             older.iter().map(move |row| {
-                let verdict =
-                    (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
+                let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
                 HistoryRecord {
-                    at: location(rk, row),
+                    at: forensics::location(row.kv.key, rk),
                     mod_revision: row.rev.main,
                     create_revision: row.kv.create_revision,
                     version: row.kv.version,

@@ -19,10 +19,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn new<'a>(
-        extra: impl IntoIterator<Item = &'a str>,
-        configs: &'a [EncryptionConfig],
-    ) -> Self {
+    pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>, configs: &'a [EncryptionConfig]) -> Self {
         let from_configs = configs.iter().flat_map(|c| c.resource_patterns());
         let patterns = std::iter::once("secrets")
             .chain(extra)

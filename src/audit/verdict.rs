@@ -2,9 +2,7 @@
 
 use serde::Serialize;
 
-use crate::encryption::{
-    EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome,
-};
+use crate::encryption::{EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome};
 use crate::k8s::{decode_object, Encoding, GroupResource, ObjectInfo, RegistryKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -18,13 +16,8 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [
-        Class::Plaintext,
-        Class::Decryptable,
-        Class::UnknownKey,
-        Class::Undecryptable,
-        Class::Malformed,
-    ];
+    pub const ALL: [Class; 5] =
+        [Class::Plaintext, Class::Decryptable, Class::UnknownKey, Class::Undecryptable, Class::Malformed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,9 +74,7 @@ impl Judge {
     }
 
     pub fn judge(&self, etcd_key: &[u8], rk: &RegistryKey, value: &[u8]) -> Verdict {
-        let reading = self
-            .keyring
-            .read(value, etcd_key, |plain| accept(plain, rk));
+        let reading = self.keyring.read(value, etcd_key, |plain| accept(plain, rk));
         let mut v = Verdict {
             class: Class::Plaintext,
             provider: reading.provider,
@@ -107,12 +98,10 @@ impl Judge {
                 v.plaintext_unreadable =
                     list.is_some_and(|l| !l.iter().any(|p| matches!(p, Provider::Identity)));
             }
-            ReadOutcome::Decrypted {
-                key,
-                accepted: (encoding, object),
-            } => {
+            ReadOutcome::Decrypted { key, accepted: (encoding, object) } => {
                 let k = self.keyring.key(key);
-                let holds = |p: &&Provider| matches!(p, Provider::Keys(_, keys) if keys.iter().any(|x| x.same_as(k)));
+                let holds =
+                    |p: &&Provider| matches!(p, Provider::Keys(_, keys) if keys.iter().any(|x| x.same_as(k)));
                 let writes = matches!(list.as_ref().and_then(|l| l.first()), Some(Provider::Keys(_, keys)) if keys[0].same_as(k));
                 v.class = Class::Decryptable;
                 v.encoding = Some(encoding);
@@ -137,10 +126,7 @@ fn accept(plain: &[u8], rk: &RegistryKey) -> Result<(Encoding, ObjectInfo), Stri
         (Encoding::Unrecognized, _) => Err("the result is not a Kubernetes object".into()),
         (encoding, None) => Err(format!("the result does not decode as {encoding:?}")),
         (encoding, Some(info)) => {
-            let (name, namespace) = (
-                info.name.as_deref().unwrap_or(""),
-                info.namespace.as_deref(),
-            );
+            let (name, namespace) = (info.name.as_deref().unwrap_or(""), info.namespace.as_deref());
             if name == rk.name && namespace == rk.namespace {
                 Ok((encoding, info))
             } else {

@@ -30,9 +30,7 @@ pub fn check(db: &Db, layout: &Layout) -> CheckReport {
     if let Some(ids) = &listed {
         for &id in ids {
             if id >= hwm {
-                errors.push(format!(
-                    "page {id}: freed page beyond the high-water mark {hwm}"
-                ));
+                errors.push(format!("page {id}: freed page beyond the high-water mark {hwm}"));
             } else if !freed.insert(id) {
                 errors.push(format!("page {id}: already freed"));
             }
@@ -42,8 +40,7 @@ pub fn check(db: &Db, layout: &Layout) -> CheckReport {
 
     let metas_and_freelist = |id: Pgid| {
         id < 2
-            || (listed.is_some()
-                && (db.meta().freelist..db.meta().freelist + freelist_pages).contains(&id))
+            || (listed.is_some() && (db.meta().freelist..db.meta().freelist + freelist_pages).contains(&id))
     };
     let mut free = Vec::new();
     for id in 0..hwm {
@@ -56,23 +53,15 @@ pub fn check(db: &Db, layout: &Layout) -> CheckReport {
             continue;
         }
         match (reachable, is_freed) {
-            (true, true) if !metas_and_freelist(id) => {
-                errors.push(format!("page {id}: reachable freed"))
-            }
+            (true, true) if !metas_and_freelist(id) => errors.push(format!("page {id}: reachable freed")),
             (false, false) => errors.push(format!("page {id}: unreachable unfreed")),
             (_, true) => free.push(id),
             _ => {}
         }
     }
-    CheckReport {
-        errors,
-        free,
-        freelist_pages,
-        freelist_synced: listed.is_some(),
-    }
+    CheckReport { errors, free, freelist_pages, freelist_synced: listed.is_some() }
 }
 
 fn freelist_span(db: &Db) -> u64 {
-    db.page(db.meta().freelist)
-        .map_or(1, |p| 1 + u64::from(p.overflow))
+    db.page(db.meta().freelist).map_or(1, |p| 1 + u64::from(p.overflow))
 }

@@ -15,9 +15,9 @@ pub fn ids(page: &Page) -> Result<Vec<Pgid>, BoltError> {
     };
     let room = (page.buf.len() - start.min(page.buf.len())) as u64 / 8;
     if count > room {
-        return Err(page.error(format!(
-            "freelist count {count} exceeds the {room} ids its page span can hold"
-        )));
+        return Err(
+            page.error(format!("freelist count {count} exceeds the {room} ids its page span can hold"))
+        );
     }
     Ok(page.buf[start..start + count as usize * 8]
         .chunks_exact(8)

@@ -6,6 +6,7 @@
 //! page walks stop at pages already seen, and counts are capped by the size
 //! of the page that holds them.
 
+mod carve;
 mod check;
 mod freelist;
 mod meta;
@@ -37,10 +38,7 @@ pub enum BoltError {
 
 impl BoltError {
     pub(crate) fn page(id: Pgid, reason: impl Into<String>) -> Self {
-        BoltError::Page {
-            id,
-            reason: reason.into(),
-        }
+        BoltError::Page { id, reason: reason.into() }
     }
 }
 
@@ -60,10 +58,7 @@ impl<'a> Db<'a> {
         }
         let page_size = meta::detect_page_size(data).map_err(open_error)?;
         let ps = page_size as usize;
-        let metas = [
-            Meta::read(data),
-            data.get(ps..).map_or(Err(MetaError::Missing), Meta::read),
-        ];
+        let metas = [Meta::read(data), data.get(ps..).map_or(Err(MetaError::Missing), Meta::read)];
         let meta = match metas {
             [Ok(a), Ok(b)] => {
                 if b.txid > a.txid {
@@ -77,17 +72,9 @@ impl<'a> Db<'a> {
         };
         let need = meta.pgid.saturating_mul(ps as u64);
         if need > data.len() as u64 || meta.pgid < 2 {
-            return Err(BoltError::Truncated {
-                len: data.len() as u64,
-                need,
-            });
+            return Err(BoltError::Truncated { len: data.len() as u64, need });
         }
-        Ok(Db {
-            data,
-            page_size: ps,
-            meta,
-            metas,
-        })
+        Ok(Db { data, page_size: ps, meta, metas })
     }
 
     pub fn page_size(&self) -> usize {
@@ -123,19 +110,13 @@ impl<'a> Db<'a> {
     /// against the high-water mark and its own id field.
     pub fn page(&self, id: Pgid) -> Result<Page<'a>, BoltError> {
         if id >= self.hwm() {
-            return Err(BoltError::page(
-                id,
-                format!("out of bounds: {}", self.hwm()),
-            ));
+            return Err(BoltError::page(id, format!("out of bounds: {}", self.hwm())));
         }
         let page = self.raw_page(id, self.hwm())?;
         if page.id != id {
             return Err(BoltError::page(
                 id,
-                format!(
-                    "Page expected to be: {id}, but self identifies as {}",
-                    page.id
-                ),
+                format!("Page expected to be: {id}, but self identifies as {}", page.id),
             ));
         }
         Ok(page)
@@ -145,23 +126,15 @@ impl<'a> Db<'a> {
     /// Used to carve free pages, whose headers are stale by nature.
     pub fn raw_page(&self, id: Pgid, limit: Pgid) -> Result<Page<'a>, BoltError> {
         let ps = self.page_size as u64;
-        let start = id
-            .checked_mul(ps)
-            .filter(|&s| s + ps <= self.data.len() as u64);
+        let start = id.checked_mul(ps).filter(|&s| s + ps <= self.data.len() as u64);
         let start = start.ok_or_else(|| BoltError::page(id, "beyond the end of the file"))?;
         let header = Page::parse(Some(id), &self.data[start as usize..(start + ps) as usize])?;
         let last = id.checked_add(u64::from(header.overflow));
         let end = last.filter(|&l| l < limit).map(|l| (l + 1) * ps);
         let end = end.ok_or_else(|| {
-            BoltError::page(
-                id,
-                format!("overflow {} runs past page {limit}", header.overflow),
-            )
+            BoltError::page(id, format!("overflow {} runs past page {limit}", header.overflow))
         })?;
-        Ok(Page {
-            buf: &self.data[start as usize..end as usize],
-            ..header
-        })
+        Ok(Page { buf: &self.data[start as usize..end as usize], ..header })
     }
 
     /// The ids on the freelist page, or `None` when the freelist is not synced.

@@ -100,9 +100,7 @@ impl<'a> Page<'a> {
 
     fn element(&self, i: usize) -> Result<&'a [u8], BoltError> {
         let off = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        self.buf
-            .get(off..off + ELEMENT_SIZE)
-            .ok_or_else(|| self.error(format!("element {i} out of bounds")))
+        self.buf.get(off..off + ELEMENT_SIZE).ok_or_else(|| self.error(format!("element {i} out of bounds")))
     }
 
     /// Bytes at `pos` relative to element `i`'s own address (bbolt's layout).
@@ -129,11 +127,7 @@ impl<'a> Page<'a> {
 
     pub fn branch_item(&self, i: usize) -> Result<BranchItem<'a>, BoltError> {
         let e = self.element(i)?;
-        let (pos, ksize, child) = (
-            u32_at(e, 0).unwrap(),
-            u32_at(e, 4).unwrap(),
-            u64_at(e, 8).unwrap(),
-        );
+        let (pos, ksize, child) = (u32_at(e, 0).unwrap(), u32_at(e, 4).unwrap(), u64_at(e, 8).unwrap());
         let key = self.data(i, pos, u64::from(ksize))?;
         Ok(BranchItem { key, child })
     }

@@ -10,10 +10,7 @@ pub struct PageSet {
 
 impl PageSet {
     pub fn new(len: Pgid) -> Self {
-        PageSet {
-            bits: vec![0; len.div_ceil(64) as usize],
-            len,
-        }
+        PageSet { bits: vec![0; len.div_ceil(64) as usize], len }
     }
 
     pub fn contains(&self, id: Pgid) -> bool {

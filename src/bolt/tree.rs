@@ -26,10 +26,7 @@ impl<'a> BucketRoot<'a> {
         }
         let page = Page::parse(None, &value[16..]).map_err(|e| e.to_string())?;
         if !page.is_leaf() {
-            return Err(format!(
-                "inline bucket page has flags {:#x}, not a leaf",
-                page.flags
-            ));
+            return Err(format!("inline bucket page has flags {:#x}, not a leaf", page.flags));
         }
         Ok(BucketRoot::Inline(page))
     }
@@ -74,12 +71,8 @@ impl<'a> Layout<'a> {
 }
 
 pub fn layout<'a>(db: &Db<'a>) -> Layout<'a> {
-    let mut walk = Walk {
-        db,
-        reachable: PageSet::new(db.hwm()),
-        stats: PageStats::default(),
-        errors: vec![],
-    };
+    let mut walk =
+        Walk { db, reachable: PageSet::new(db.hwm()), stats: PageStats::default(), errors: vec![] };
     walk.reachable.insert(0);
     walk.reachable.insert(1);
     walk.mark_freelist();
@@ -87,29 +80,15 @@ pub fn layout<'a>(db: &Db<'a>) -> Layout<'a> {
     let root_leaves = walk.tree(BucketRoot::Page(db.meta().root));
     let mut buckets = Vec::new();
     for (name, root) in walk.check_leaves(&root_leaves) {
-        buckets.push(BucketLayout {
-            name,
-            leaves: walk.tree(root),
-        });
+        buckets.push(BucketLayout { name, leaves: walk.tree(root) });
     }
     // Deeper buckets only matter for reachability and errors.
-    let mut pending: Vec<_> = buckets
-        .iter()
-        .flat_map(|b| b.leaves.iter().copied())
-        .collect();
+    let mut pending: Vec<_> = buckets.iter().flat_map(|b| b.leaves.iter().copied()).collect();
     while !pending.is_empty() {
         let nested = walk.check_leaves(&pending);
-        pending = nested
-            .into_iter()
-            .flat_map(|(_, root)| walk.tree(root))
-            .collect();
+        pending = nested.into_iter().flat_map(|(_, root)| walk.tree(root)).collect();
     }
-    Layout {
-        buckets,
-        reachable: walk.reachable,
-        stats: walk.stats,
-        errors: walk.errors,
-    }
+    Layout { buckets, reachable: walk.reachable, stats: walk.stats, errors: walk.errors }
 }
 
 struct Walk<'d, 'a> {
@@ -136,13 +115,7 @@ impl<'a> Walk<'_, 'a> {
     fn tree(&mut self, root: BucketRoot<'a>) -> Vec<Leaf<'a>> {
         let mut leaves = Vec::new();
         let root = match root {
-            BucketRoot::Inline(page) => {
-                return vec![Leaf {
-                    page,
-                    lo: None,
-                    hi: None,
-                }]
-            }
+            BucketRoot::Inline(page) => return vec![Leaf { page, lo: None, hi: None }],
             BucketRoot::Page(id) => id,
         };
         let mut stack = vec![(root, None, None)];
@@ -173,8 +146,7 @@ impl<'a> Walk<'_, 'a> {
                 self.stats.leaf += 1;
                 leaves.push(Leaf { page, lo, hi });
             } else {
-                self.errors
-                    .push(format!("page {id}: invalid type: {}", page.type_name()));
+                self.errors.push(format!("page {id}: invalid type: {}", page.type_name()));
             }
         }
         leaves
@@ -202,11 +174,7 @@ impl<'a> Walk<'_, 'a> {
         let keys: Vec<&[u8]> = items.iter().map(|i| i.key).collect();
         self.errors.extend(key_order_errors(page, &keys, lo, hi));
         let bound = |i: usize| items.get(i + 1).map(|n| n.key).or(hi);
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| (item.child, Some(item.key), bound(i)))
-            .collect()
+        items.iter().enumerate().map(|(i, item)| (item.child, Some(item.key), bound(i))).collect()
     }
 
     /// Reads every element of `leaves` in parallel: element bounds, key order,
@@ -246,12 +214,7 @@ fn check_leaf<'a>(leaf: &Leaf<'a>) -> LeafCheck<'a> {
     (errors, nested)
 }
 
-fn key_order_errors(
-    page: &Page,
-    keys: &[&[u8]],
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
-) -> Vec<String> {
+fn key_order_errors(page: &Page, keys: &[&[u8]], lo: Option<&[u8]>, hi: Option<&[u8]>) -> Vec<String> {
     let mut errors = Vec::new();
     let at = || match page.index {
         Some(id) => format!("{} page({id})", page.type_name()),

@@ -17,10 +17,7 @@ use crate::k8s::GroupResource;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: encryption provider configuration file is empty")]
     Empty { path: String },
     #[error("{path}: error while parsing file: {reason}")]
@@ -57,13 +54,7 @@ impl Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Key({} {} {})",
-            self.kind.as_str(),
-            self.name,
-            self.fingerprint()
-        )
+        write!(f, "Key({} {} {})", self.kind.as_str(), self.name, self.fingerprint())
     }
 }
 
@@ -88,11 +79,7 @@ impl Provider {
         match self {
             Provider::Keys(kind, keys) => format!("{}:{}", kind.as_str(), keys[0].name),
             Provider::Identity => "identity".into(),
-            Provider::Kms(k) => format!(
-                "kms:{}:{}",
-                if k.api == KmsApi::V1 { "v1" } else { "v2" },
-                k.name
-            ),
+            Provider::Kms(k) => format!("kms:{}:{}", if k.api == KmsApi::V1 { "v1" } else { "v2" }, k.name),
         }
     }
 }
@@ -113,10 +100,7 @@ pub struct EncryptionConfig {
 impl EncryptionConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| ConfigError::Io {
-            path: name.clone(),
-            source,
-        })?;
+        let text = std::fs::read(path).map_err(|source| ConfigError::Io { path: name.clone(), source })?;
         Self::parse(&name, &text)
     }
 
@@ -124,21 +108,13 @@ impl EncryptionConfig {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::Empty { path: path.into() });
         }
-        let raw: RawConfig = serde_yaml::from_slice(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        let raw: RawConfig = serde_yaml::from_slice(text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), reason: e.to_string() })?;
         let (rules, errors) = validate(&raw);
         if !errors.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.into(),
-                errors,
-            });
+            return Err(ConfigError::Invalid { path: path.into(), errors });
         }
-        Ok(EncryptionConfig {
-            path: path.into(),
-            rules,
-        })
+        Ok(EncryptionConfig { path: path.into(), rules })
     }
 
     /// The provider list the apiserver uses for `gr` (`transformerFromOverrides`):
@@ -163,9 +139,7 @@ impl EncryptionConfig {
 
     /// Every resource pattern the file names, for the scan scope.
     pub fn resource_patterns(&self) -> impl Iterator<Item = &str> {
-        self.rules
-            .iter()
-            .flat_map(|r| r.resources.iter().map(String::as_str))
+        self.rules.iter().flat_map(|r| r.resources.iter().map(String::as_str))
     }
 }
 
@@ -225,11 +199,8 @@ struct RawKms {
     timeout: Option<String>,
 }
 
-const NO_REST_RESOURCES: [&str; 3] = [
-    "apiserveripinfo",
-    "serviceipallocations",
-    "servicenodeportallocations",
-];
+const NO_REST_RESOURCES: [&str; 3] =
+    ["apiserveripinfo", "serviceipallocations", "servicenodeportallocations"];
 
 fn required(field: &str, detail: String) -> String {
     format!("{field}: Required value: {detail}")
@@ -252,10 +223,7 @@ fn validate(raw: &RawConfig) -> (Vec<ResourceRule>, Vec<String>) {
         ));
     }
     if raw.resources.is_empty() {
-        errors.push(required(
-            "resources",
-            "at least one resources is required".into(),
-        ));
+        errors.push(required("resources", "at least one resources is required".into()));
     }
     let mut kms_v2_names = BTreeSet::new();
     let mut seen: Vec<(String, usize)> = Vec::new();
@@ -265,35 +233,20 @@ fn validate(raw: &RawConfig) -> (Vec<ResourceRule>, Vec<String>) {
         validate_resources(&at, &rule.resources, &mut errors);
         for r in &rule.resources {
             if let Some((earlier, _)) = seen.iter().find(|(e, j)| *j != i && masks(e, r)) {
-                errors.push(format!(
-                    "resource {r:?} is masked by earlier rule {earlier:?}"
-                ));
+                errors.push(format!("resource {r:?} is masked by earlier rule {earlier:?}"));
             }
         }
         seen.extend(rule.resources.iter().map(|r| (r.clone(), i)));
         if rule.providers.is_empty() {
-            errors.push(required(
-                &format!("{at}.providers"),
-                "at least one provider is required".into(),
-            ));
+            errors.push(required(&format!("{at}.providers"), "at least one provider is required".into()));
         }
         let providers = rule
             .providers
             .iter()
             .enumerate()
-            .filter_map(|(j, p)| {
-                provider(
-                    &format!("{at}.providers[{j}]"),
-                    p,
-                    &mut kms_v2_names,
-                    &mut errors,
-                )
-            })
+            .filter_map(|(j, p)| provider(&format!("{at}.providers[{j}]"), p, &mut kms_v2_names, &mut errors))
             .collect();
-        rules.push(ResourceRule {
-            resources: rule.resources.clone(),
-            providers,
-        });
+        rules.push(ResourceRule { resources: rule.resources.clone(), providers });
     }
     (rules, errors)
 }
@@ -306,10 +259,7 @@ fn masks(earlier: &str, later: &str) -> bool {
 
 fn validate_resources(at: &str, resources: &[String], errors: &mut Vec<String>) {
     if resources.is_empty() {
-        errors.push(required(
-            &format!("{at}.resources"),
-            "at least one resource is required".into(),
-        ));
+        errors.push(required(&format!("{at}.resources"), "at least one resource is required".into()));
     }
     let mut seen = BTreeSet::new();
     for (k, r) in resources.iter().enumerate() {
@@ -399,66 +349,36 @@ fn provider(
     Some(Provider::Identity)
 }
 
-fn keys_provider(
-    at: &str,
-    kind: ProviderKind,
-    raw: &RawKeys,
-    errors: &mut Vec<String>,
-) -> Option<Provider> {
+fn keys_provider(at: &str, kind: ProviderKind, raw: &RawKeys, errors: &mut Vec<String>) -> Option<Provider> {
     if raw.keys.is_empty() {
-        errors.push(required(
-            &format!("{at}.keys"),
-            "at least one keys is required".into(),
-        ));
+        errors.push(required(&format!("{at}.keys"), "at least one keys is required".into()));
         return None;
     }
-    let sizes: &[usize] = if kind == ProviderKind::Secretbox {
-        &[32]
-    } else {
-        &[16, 24, 32]
-    };
+    let sizes: &[usize] = if kind == ProviderKind::Secretbox { &[32] } else { &[16, 24, 32] };
     let before = errors.len();
     let mut keys = Vec::new();
     for (k, key) in raw.keys.iter().enumerate() {
         let field = format!("{at}.keys[{k}]");
         if key.name.is_empty() {
-            errors.push(required(
-                &format!("{field}.name"),
-                "name is a mandatory field for a key".into(),
-            ));
+            errors.push(required(&format!("{field}.name"), "name is a mandatory field for a key".into()));
         }
         if key.secret.is_empty() {
-            errors.push(required(
-                &format!("{field}.secret"),
-                "secret is a mandatory field for a key".into(),
-            ));
+            errors.push(required(&format!("{field}.secret"), "secret is a mandatory field for a key".into()));
             continue;
         }
         let secret_field = format!("{field}.secret");
         match decode_secret(&key.secret) {
-            None => errors.push(invalid(
-                &secret_field,
-                "REDACTED",
-                "secrets must be base64 encoded".into(),
-            )),
+            None => errors.push(invalid(&secret_field, "REDACTED", "secrets must be base64 encoded".into())),
             Some(secret) if !sizes.contains(&secret.len()) => errors.push(invalid(
                 &secret_field,
                 "REDACTED",
                 format!(
                     "secret is not of the expected length, got {}, expected one of [{}]",
                     secret.len(),
-                    sizes
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(" ")
                 ),
             )),
-            Some(secret) => keys.push(Key {
-                kind,
-                name: key.name.clone(),
-                secret,
-            }),
+            Some(secret) => keys.push(Key { kind, name: key.name.clone(), secret }),
         }
     }
     (errors.len() == before).then_some(Provider::Keys(kind, keys))
@@ -490,36 +410,25 @@ fn kms_provider(
             errors.push(invalid(
                 &format!("{at}.apiVersion"),
                 other,
-                format!(
-                    "unsupported apiVersion {other} for KMS provider, only v1 and v2 are supported"
-                ),
+                format!("unsupported apiVersion {other} for KMS provider, only v1 and v2 are supported"),
             ));
             KmsApi::V1
         }
     };
     if raw.name.is_empty() {
-        errors.push(required(
-            &format!("{at}.name"),
-            "name is a mandatory field for a provider".into(),
-        ));
+        errors.push(required(&format!("{at}.name"), "name is a mandatory field for a provider".into()));
     } else if api == KmsApi::V2 {
         if raw.name.contains(':') {
             errors.push(invalid(
                 &format!("{at}.name"),
                 &raw.name,
-                format!(
-                    "invalid KMS provider name {}, must not contain ':'",
-                    raw.name
-                ),
+                format!("invalid KMS provider name {}, must not contain ':'", raw.name),
             ));
         } else if !v2_names.insert(raw.name.clone()) {
             errors.push(invalid(
                 &format!("{at}.name"),
                 &raw.name,
-                format!(
-                    "duplicate KMS provider name {}, names must be unique",
-                    raw.name
-                ),
+                format!("duplicate KMS provider name {}, names must be unique", raw.name),
             ));
         }
     }
@@ -569,14 +478,8 @@ fn kms_provider(
         }
     };
     let endpoint = raw.endpoint.clone();
-    (errors.len() == before).then(|| {
-        Provider::Kms(KmsProvider {
-            api,
-            name: raw.name.clone(),
-            endpoint,
-            timeout,
-        })
-    })
+    (errors.len() == before)
+        .then(|| Provider::Kms(KmsProvider { api, name: raw.name.clone(), endpoint, timeout }))
 }
 
 /// A Go duration such as `3s`, `500ms`, `1m30s`.
@@ -590,9 +493,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let value: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -628,20 +529,11 @@ mod tests {
             "{HEAD}resources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n      - name: 'k:1'\n        secret: c2VjcmV0IGlzIHNlY3VyZQ==\n  - identity: {{}}\n- resources: ['*.apps']\n  providers:\n  - secretbox:\n      keys:\n      - name: sb\n        secret: YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=\n"
         );
         let cfg = EncryptionConfig::parse("t.yaml", yaml.as_bytes()).unwrap();
-        let list = cfg
-            .providers_for(&GroupResource::new("", "secrets"))
-            .unwrap();
-        assert_eq!(
-            list.iter().map(|p| p.label()).collect::<Vec<_>>(),
-            ["aescbc:k:1", "identity"]
-        );
-        let apps = cfg
-            .providers_for(&GroupResource::new("apps", "deployments"))
-            .unwrap();
+        let list = cfg.providers_for(&GroupResource::new("", "secrets")).unwrap();
+        assert_eq!(list.iter().map(|p| p.label()).collect::<Vec<_>>(), ["aescbc:k:1", "identity"]);
+        let apps = cfg.providers_for(&GroupResource::new("apps", "deployments")).unwrap();
         assert_eq!(apps[0].label(), "secretbox:sb");
-        assert!(cfg
-            .providers_for(&GroupResource::new("", "configmaps"))
-            .is_none());
+        assert!(cfg.providers_for(&GroupResource::new("", "configmaps")).is_none());
     }
 
     #[test]
@@ -665,8 +557,7 @@ mod tests {
         assert!(errs.contains("must not contain ':'"));
         assert!(errs.contains("only unix is supported"));
         assert!(errs.contains("cachesize is not supported in v2"));
-        let typo =
-            format!("{HEAD}resources:\n- resources: [secrets]\n  provider:\n  - identity: {{}}\n");
+        let typo = format!("{HEAD}resources:\n- resources: [secrets]\n  provider:\n  - identity: {{}}\n");
         assert!(errors_of(&typo)[0].contains("unknown field"));
         assert!(errors_of("   \n")[0].contains("is empty"));
     }
@@ -675,10 +566,7 @@ mod tests {
     fn go_base64_rules() {
         assert_eq!(decode_secret("YWJj\r\nZA==").unwrap().as_slice(), b"abcd");
         assert!(decode_secret("YWJjZA").is_none(), "padding is required");
-        assert!(
-            decode_secret("YWJjZB==").is_some(),
-            "non-zero trailing bits are accepted"
-        );
+        assert!(decode_secret("YWJjZB==").is_some(), "non-zero trailing bits are accepted");
     }
 
     #[test]

@@ -16,10 +16,7 @@ pub enum Envelope<'v> {
     /// KMS v1: `<name>:<u16 len><encrypted DEK><data>`; the name may contain `:`.
     KmsV1 { rest: &'v [u8] },
     /// KMS v2: names cannot contain `:`, so the split is exact.
-    KmsV2 {
-        name: String,
-        object: Result<KmsV2Object, String>,
-    },
+    KmsV2 { name: String, object: Result<KmsV2Object, String> },
 }
 
 impl<'v> Envelope<'v> {
@@ -37,10 +34,7 @@ impl<'v> Envelope<'v> {
             Ok(Envelope::KmsV1 { rest })
         } else if let Some(rest) = rest.strip_prefix(b"kms:v2:") {
             let (name, payload) = split_name(rest);
-            Ok(Envelope::KmsV2 {
-                name,
-                object: KmsV2Object::decode(payload),
-            })
+            Ok(Envelope::KmsV2 { name, object: KmsV2Object::decode(payload) })
         } else {
             let token = split_name(&rest[..rest.len().min(40)]).0;
             Err(format!("unknown provider token {token:?} after k8s:enc:"))
@@ -66,10 +60,7 @@ impl<'v> Envelope<'v> {
 /// Best-effort split at the first `:`, for names no configuration knows.
 pub fn split_name(rest: &[u8]) -> (String, &[u8]) {
     match rest.iter().position(|&b| b == b':') {
-        Some(i) => (
-            String::from_utf8_lossy(&rest[..i]).into_owned(),
-            &rest[i + 1..],
-        ),
+        Some(i) => (String::from_utf8_lossy(&rest[..i]).into_owned(), &rest[i + 1..]),
         None => (String::from_utf8_lossy(rest).into_owned(), &[]),
     }
 }
@@ -78,7 +69,8 @@ pub fn split_name(rest: &[u8]) -> (String, &[u8]) {
 pub fn split_kms_v1(payload: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
     let bad = || {
         CryptoError::Malformed(
-            "invalid data encountered by envelope transformer: failed to read uint16 length prefixed data".into(),
+            "invalid data encountered by envelope transformer: failed to read uint16 length prefixed data"
+                .into(),
         )
     };
     let len = u16::from_be_bytes(payload.get(..2).ok_or_else(bad)?.try_into().unwrap()) as usize;
@@ -108,13 +100,9 @@ const MAX_ANNOTATIONS: usize = 32 * 1024;
 impl KmsV2Object {
     /// Decodes and validates as `ValidateEncryptedObject` does.
     pub fn decode(payload: &[u8]) -> Result<Self, String> {
-        let o = pb::EncryptedObject::decode(payload)
-            .map_err(|e| format!("invalid EncryptedObject: {e}"))?;
+        let o = pb::EncryptedObject::decode(payload).map_err(|e| format!("invalid EncryptedObject: {e}"))?;
         if !(0..=1).contains(&o.encrypted_dek_source_type) {
-            return Err(format!(
-                "unknown encryptedDEKSourceType: {}",
-                o.encrypted_dek_source_type
-            ));
+            return Err(format!("unknown encryptedDEKSourceType: {}", o.encrypted_dek_source_type));
         }
         if o.encrypted_data.is_empty() {
             return Err("encrypted data is empty".into());
@@ -126,24 +114,17 @@ impl KmsV2Object {
             ));
         }
         if o.key_id.is_empty() || o.key_id.len() > MAX_KEY_ID {
-            return Err(format!(
-                "keyID is {} bytes, must be 1..{MAX_KEY_ID}",
-                o.key_id.len()
-            ));
+            return Err(format!("keyID is {} bytes, must be 1..{MAX_KEY_ID}", o.key_id.len()));
         }
         let mut total = 0;
         for (k, v) in &o.annotations {
             if !is_fully_qualified_domain_name(k) {
-                return Err(format!(
-                    "annotation key {k:?} is not a fully qualified domain name"
-                ));
+                return Err(format!("annotation key {k:?} is not a fully qualified domain name"));
             }
             total += k.len() + v.len();
         }
         if total > MAX_ANNOTATIONS {
-            return Err(format!(
-                "annotations total {total} bytes, more than {MAX_ANNOTATIONS}"
-            ));
+            return Err(format!("annotations total {total} bytes, more than {MAX_ANNOTATIONS}"));
         }
         let mut annotations: Vec<_> = o.annotations.into_iter().collect();
         annotations.sort();
@@ -164,8 +145,7 @@ fn is_fully_qualified_domain_name(name: &str) -> bool {
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -181,10 +161,7 @@ mod tests {
         assert!(Envelope::parse(b"k8s\x00plain").is_none());
         assert!(matches!(
             Envelope::parse(b"k8s:enc:aescbc:v1:a:b:xyz"),
-            Some(Ok(Envelope::Keyed {
-                kind: ProviderKind::Aescbc,
-                rest: b"a:b:xyz"
-            }))
+            Some(Ok(Envelope::Keyed { kind: ProviderKind::Aescbc, rest: b"a:b:xyz" }))
         ));
         assert!(Envelope::parse(b"k8s:enc:rot13:v1:k:xx").unwrap().is_err());
         assert!(matches!(
@@ -197,17 +174,12 @@ mod tests {
     fn kms_v1_length_prefix() {
         assert!(split_kms_v1(&[0]).is_err());
         assert!(split_kms_v1(&[0, 5, 1, 2]).is_err());
-        assert_eq!(
-            split_kms_v1(&[0, 2, 1, 2, 9]).unwrap(),
-            (&[1u8, 2][..], &[9u8][..])
-        );
+        assert_eq!(split_kms_v1(&[0, 2, 1, 2, 9]).unwrap(), (&[1u8, 2][..], &[9u8][..]));
     }
 
     #[test]
     fn fqdn_annotation_keys() {
-        assert!(is_fully_qualified_domain_name(
-            "local-kek.kms.kubernetes.io"
-        ));
+        assert!(is_fully_qualified_domain_name("local-kek.kms.kubernetes.io"));
         assert!(is_fully_qualified_domain_name("a.b."));
         assert!(!is_fully_qualified_domain_name("nodots"));
         assert!(!is_fully_qualified_domain_name("Upper.case"));

@@ -44,11 +44,7 @@ impl Keyring {
     /// and material) listed by several configs is kept once.
     pub fn new(configs: &[EncryptionConfig]) -> Self {
         let mut ring = Keyring::default();
-        for provider in configs
-            .iter()
-            .flat_map(|c| &c.rules)
-            .flat_map(|r| &r.providers)
-        {
+        for provider in configs.iter().flat_map(|c| &c.rules).flat_map(|r| &r.providers) {
             match provider {
                 Provider::Keys(_, keys) => {
                     for key in keys {
@@ -58,11 +54,7 @@ impl Keyring {
                     }
                 }
                 Provider::Kms(kms) => {
-                    if !ring
-                        .kms
-                        .iter()
-                        .any(|k| k.name == kms.name && k.api == kms.api)
-                    {
+                    if !ring.kms.iter().any(|k| k.name == kms.name && k.api == kms.api) {
                         ring.kms.push(kms.clone());
                     }
                 }
@@ -117,9 +109,7 @@ impl Keyring {
         reading.provider = Some(envelope.kind());
         reading.kms_api = envelope.kms_api();
         match envelope {
-            Envelope::Keyed { kind, rest } => {
-                self.read_keyed(kind, rest, aad, accept, &mut reading)
-            }
+            Envelope::Keyed { kind, rest } => self.read_keyed(kind, rest, aad, accept, &mut reading),
             Envelope::KmsV1 { rest } => self.read_kms_v1(rest, &mut reading),
             Envelope::KmsV2 { name, object } => {
                 reading.outcome = match object {
@@ -148,17 +138,13 @@ impl Keyring {
             .iter()
             .enumerate()
             .filter(|(_, k)| {
-                k.kind == kind
-                    && rest.starts_with(k.name.as_bytes())
-                    && rest.get(k.name.len()) == Some(&b':')
+                k.kind == kind && rest.starts_with(k.name.as_bytes()) && rest.get(k.name.len()) == Some(&b':')
             })
             .collect();
         let Some((_, first)) = candidates.first() else {
             let (name, _) = split_name(rest);
-            reading.outcome = Outcome::UnknownKey(format!(
-                "no supplied config holds {} key {name:?}",
-                kind.as_str()
-            ));
+            reading.outcome =
+                Outcome::UnknownKey(format!("no supplied config holds {} key {name:?}", kind.as_str()));
             reading.key_name = Some(name);
             return;
         };
@@ -200,10 +186,11 @@ impl Keyring {
     }
 
     fn read_kms_v1<T>(&self, rest: &[u8], reading: &mut Reading<T>) {
-        let configured =
-            self.kms.iter().filter(|k| k.api == KmsApi::V1).find(|k| {
-                rest.starts_with(k.name.as_bytes()) && rest.get(k.name.len()) == Some(&b':')
-            });
+        let configured = self
+            .kms
+            .iter()
+            .filter(|k| k.api == KmsApi::V1)
+            .find(|k| rest.starts_with(k.name.as_bytes()) && rest.get(k.name.len()) == Some(&b':'));
         let (name, payload) = match configured {
             Some(k) => (k.name.clone(), &rest[k.name.len() + 1..]),
             None => split_name(rest),

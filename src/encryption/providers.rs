@@ -36,15 +36,11 @@ pub fn aescbc(key: &[u8], payload: &[u8]) -> Result<Plaintext, CryptoError> {
     }
     let (iv, ct) = payload.split_at(AES_BLOCK);
     if ct.len() % AES_BLOCK != 0 {
-        return Err(CryptoError::Malformed(
-            "the stored data is not a multiple of the block size".into(),
-        ));
+        return Err(CryptoError::Malformed("the stored data is not a multiple of the block size".into()));
     }
     if ct.is_empty() {
         // The apiserver panics on this (index out of range); no value can be empty.
-        return Err(CryptoError::Malformed(
-            "the stored data holds an IV and no ciphertext".into(),
-        ));
+        return Err(CryptoError::Malformed("the stored data holds an IV and no ciphertext".into()));
     }
     let mut buf = Zeroizing::new(ct.to_vec());
     match key.len() {
@@ -55,9 +51,7 @@ pub fn aescbc(key: &[u8], payload: &[u8]) -> Result<Plaintext, CryptoError> {
     }
     let pad = *buf.last().unwrap() as usize;
     if pad == 0 || pad > buf.len() {
-        return Err(CryptoError::Failed(
-            "invalid PKCS7 data (empty or not padded)".into(),
-        ));
+        return Err(CryptoError::Failed("invalid PKCS7 data (empty or not padded)".into()));
     }
     if buf[buf.len() - pad..].iter().any(|&b| b as usize != pad) {
         return Err(CryptoError::Failed("invalid padding on input".into()));
@@ -73,8 +67,7 @@ where
     cbc::Decryptor<C>: KeyIvInit + BlockDecryptMut,
 {
     let dec = cbc::Decryptor::<C>::new_from_slices(key, iv).expect("key and IV sizes checked");
-    dec.decrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(buf)
-        .expect("whole blocks checked");
+    dec.decrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(buf).expect("whole blocks checked");
 }
 
 /// `nonce(12) || ciphertext || tag(16)` with the etcd key as AAD.
@@ -86,15 +79,11 @@ pub fn aesgcm(key: &[u8], payload: &[u8], aad: &[u8]) -> Result<Plaintext, Crypt
     let msg = Payload { msg: ct, aad };
     let nonce = aes_gcm::Nonce::from_slice(nonce);
     let opened = match key.len() {
-        16 => aes_gcm::Aes128Gcm::new_from_slice(key)
-            .unwrap()
-            .decrypt(nonce, msg),
+        16 => aes_gcm::Aes128Gcm::new_from_slice(key).unwrap().decrypt(nonce, msg),
         24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(key)
             .unwrap()
             .decrypt(nonce, msg),
-        32 => aes_gcm::Aes256Gcm::new_from_slice(key)
-            .unwrap()
-            .decrypt(nonce, msg),
+        32 => aes_gcm::Aes256Gcm::new_from_slice(key).unwrap().decrypt(nonce, msg),
         n => return Err(CryptoError::Failed(format!("invalid AES key size {n}"))),
     };
     opened
@@ -123,13 +112,13 @@ mod tests {
     /// k8s-encryption.md §10 vector 1 (apiserver aes_test.go TestGCMLegacyDataCompatibility).
     #[test]
     fn gcm_legacy_vector() {
-        let ct = hex::decode("9f27c8fcea8a58c467d8e437dbf2d85955f9b4bd912f4ef967d788a0cb07797dac0a3f0a0845605ca85ac8562b4ae1").unwrap();
+        let ct = hex::decode(
+            "9f27c8fcea8a58c467d8e437dbf2d85955f9b4bd912f4ef967d788a0cb07797dac0a3f0a0845605ca85ac8562b4ae1",
+        )
+        .unwrap();
         let pt = aesgcm(b"snorlax_awesomes", &ct, b"bamboo").unwrap();
         assert_eq!(pt.as_slice(), b"pandas are the best");
-        assert!(matches!(
-            aesgcm(b"snorlax_awesomes", &ct, b"bambooX"),
-            Err(CryptoError::Failed(_))
-        ));
+        assert!(matches!(aesgcm(b"snorlax_awesomes", &ct, b"bambooX"), Err(CryptoError::Failed(_))));
     }
 
     #[test]
@@ -141,38 +130,18 @@ mod tests {
         let mut block = [0x10u8; 32];
         block[..16].copy_from_slice(b"0123456789abcdef");
         let enc = cbc::Encryptor::<aes::Aes128>::new_from_slices(&key, &iv).unwrap();
-        let ct = enc
-            .encrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut block, 32)
-            .unwrap()
-            .to_vec();
+        let ct =
+            enc.encrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut block, 32).unwrap().to_vec();
         let payload = [iv.as_slice(), &ct].concat();
-        assert_eq!(
-            aescbc(&key, &payload).unwrap().as_slice(),
-            b"0123456789abcdef"
-        );
-        assert!(matches!(
-            aescbc(&key, &payload[..20]),
-            Err(CryptoError::Malformed(_))
-        ));
-        assert!(matches!(
-            aescbc(&key, &payload[..16]),
-            Err(CryptoError::Malformed(_))
-        ));
-        assert!(matches!(
-            aescbc(&key, &payload[..8]),
-            Err(CryptoError::Malformed(_))
-        ));
+        assert_eq!(aescbc(&key, &payload).unwrap().as_slice(), b"0123456789abcdef");
+        assert!(matches!(aescbc(&key, &payload[..20]), Err(CryptoError::Malformed(_))));
+        assert!(matches!(aescbc(&key, &payload[..16]), Err(CryptoError::Malformed(_))));
+        assert!(matches!(aescbc(&key, &payload[..8]), Err(CryptoError::Malformed(_))));
     }
 
     #[test]
     fn secretbox_rejects_short_and_wrong_key() {
-        assert!(matches!(
-            secretbox(&[0; 32], &[0; 39]),
-            Err(CryptoError::Malformed(_))
-        ));
-        assert!(matches!(
-            secretbox(&[0; 32], &[0; 64]),
-            Err(CryptoError::Failed(_))
-        ));
+        assert!(matches!(secretbox(&[0; 32], &[0; 39]), Err(CryptoError::Malformed(_))));
+        assert!(matches!(secretbox(&[0; 32], &[0; 64]), Err(CryptoError::Failed(_))));
     }
 }

@@ -62,18 +62,10 @@ mod tests {
         let view = KeyValueRef::decode(&raw).unwrap();
         let owned = KeyValue::decode(raw.as_slice()).unwrap();
         assert_eq!((view.key, view.value), (&b"foo"[..], &b"bar"[..]));
-        assert_eq!(
-            (view.create_revision, view.mod_revision, view.version),
-            (2, 2, 1)
-        );
+        assert_eq!((view.create_revision, view.mod_revision, view.version), (2, 2, 1));
         assert_eq!(owned.key, view.key);
         assert_eq!(owned.mod_revision, view.mod_revision);
-        let big = KeyValue {
-            key: b"/k".to_vec(),
-            value: vec![7; 300],
-            lease: 99,
-            ..Default::default()
-        };
+        let big = KeyValue { key: b"/k".to_vec(), value: vec![7; 300], lease: 99, ..Default::default() };
         let bytes = big.encode_to_vec();
         let view = KeyValueRef::decode(&bytes).unwrap();
         assert_eq!((view.value.len(), view.lease), (300, 99));

@@ -16,10 +16,7 @@ pub struct EtcdMeta {
 impl EtcdMeta {
     pub fn read(bucket: &BucketLayout) -> EtcdMeta {
         let mut meta = EtcdMeta::default();
-        let items = bucket
-            .leaves
-            .iter()
-            .flat_map(|l| l.page.leaf_items().map_while(Result::ok));
+        let items = bucket.leaves.iter().flat_map(|l| l.page.leaf_items().map_while(Result::ok));
         for item in items {
             let v = item.value;
             match item.key {

@@ -6,6 +6,7 @@ mod kv;
 mod meta;
 mod revision;
 mod status;
+pub mod wal;
 
 pub use kv::KeyValueRef;
 pub use meta::EtcdMeta;

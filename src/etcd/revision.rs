@@ -33,13 +33,7 @@ impl Revision {
 
 impl std::fmt::Display for Revision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}_{}{}",
-            self.main,
-            self.sub,
-            if self.tombstone { "t" } else { "" }
-        )
+        write!(f, "{}_{}{}", self.main, self.sub, if self.tombstone { "t" } else { "" })
     }
 }
 
@@ -53,23 +47,9 @@ mod tests {
         key[7] = 2;
         key[8] = b'_';
         key[16] = 1;
-        assert_eq!(
-            Revision::parse(&key[..17]),
-            Some(Revision {
-                main: 2,
-                sub: 1,
-                tombstone: false
-            })
-        );
+        assert_eq!(Revision::parse(&key[..17]), Some(Revision { main: 2, sub: 1, tombstone: false }));
         key[17] = b't';
-        assert_eq!(
-            Revision::parse(&key),
-            Some(Revision {
-                main: 2,
-                sub: 1,
-                tombstone: true
-            })
-        );
+        assert_eq!(Revision::parse(&key), Some(Revision { main: 2, sub: 1, tombstone: true }));
         key[17] = b'x';
         assert_eq!(Revision::parse(&key), None);
         key[8] = b'-';

@@ -24,10 +24,7 @@ pub fn status(db: &Db, layout: &Layout) -> Status {
     for bucket in &layout.buckets {
         hash = crc32c::crc32c_append(hash, bucket.name);
         let is_key_bucket = bucket.name == KEY_BUCKET;
-        let items = bucket
-            .leaves
-            .iter()
-            .flat_map(|l| l.page.leaf_items().map_while(Result::ok));
+        let items = bucket.leaves.iter().flat_map(|l| l.page.leaf_items().map_while(Result::ok));
         for item in items {
             hash = crc32c::crc32c_append(hash, item.key);
             // bbolt's ForEach yields a nil value for a nested bucket.
@@ -40,10 +37,5 @@ pub fn status(db: &Db, layout: &Layout) -> Status {
             total_keys += 1;
         }
     }
-    Status {
-        hash,
-        revision,
-        total_keys,
-        total_size: db.size(),
-    }
+    Status { hash, revision, total_keys, total_size: db.size() }
 }

@@ -17,10 +17,7 @@ pub struct GroupResource {
 
 impl GroupResource {
     pub fn new(group: &str, resource: &str) -> Self {
-        GroupResource {
-            group: group.into(),
-            resource: resource.into(),
-        }
+        GroupResource { group: group.into(), resource: resource.into() }
     }
 
     /// `schema.ParseGroupResource`: split at the first `.`.
@@ -95,28 +92,13 @@ const GROUPED_RESOURCES: &[(&str, &str)] = &[
     ("poddisruptionbudgets", "policy"),
     ("priorityclasses", "scheduling.k8s.io"),
     ("certificatesigningrequests", "certificates.k8s.io"),
-    (
-        "mutatingwebhookconfigurations",
-        "admissionregistration.k8s.io",
-    ),
-    (
-        "validatingwebhookconfigurations",
-        "admissionregistration.k8s.io",
-    ),
-    (
-        "validatingadmissionpolicies",
-        "admissionregistration.k8s.io",
-    ),
-    (
-        "validatingadmissionpolicybindings",
-        "admissionregistration.k8s.io",
-    ),
+    ("mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
+    ("validatingwebhookconfigurations", "admissionregistration.k8s.io"),
+    ("validatingadmissionpolicies", "admissionregistration.k8s.io"),
+    ("validatingadmissionpolicybindings", "admissionregistration.k8s.io"),
     ("runtimeclasses", "node.k8s.io"),
     ("flowschemas", "flowcontrol.apiserver.k8s.io"),
-    (
-        "prioritylevelconfigurations",
-        "flowcontrol.apiserver.k8s.io",
-    ),
+    ("prioritylevelconfigurations", "flowcontrol.apiserver.k8s.io"),
     ("endpointslices", "discovery.k8s.io"),
     ("resourceclaims", "resource.k8s.io"),
     ("deviceclasses", "resource.k8s.io"),
@@ -137,10 +119,7 @@ pub struct RegistryKey<'k> {
 impl<'k> RegistryKey<'k> {
     /// Parses an etcd key; `None` when it is outside `prefix` or not an object key.
     pub fn parse(key: &'k [u8], prefix: &str) -> Option<Self> {
-        let rest = std::str::from_utf8(key)
-            .ok()?
-            .strip_prefix(prefix)?
-            .strip_prefix('/')?;
+        let rest = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?.strip_prefix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
         let (resource, tail) = resource_of(&segments)?;
         let (namespace, name) = match tail {
@@ -151,11 +130,7 @@ impl<'k> RegistryKey<'k> {
         if name.is_empty() || is_apiserver_identity_lease(&resource, namespace, name) {
             return None;
         }
-        Some(RegistryKey {
-            resource,
-            namespace,
-            name,
-        })
+        Some(RegistryKey { resource, namespace, name })
     }
 }
 
@@ -177,10 +152,7 @@ fn resource_of<'s, 'k>(segments: &'s [&'k str]) -> Option<(GroupResource, &'s [&
         ("controllers", tail) => (core("replicationcontrollers"), tail),
         ("ingress", tail) => (GroupResource::new("networking.k8s.io", "ingresses"), tail),
         (r, tail) => {
-            let group = GROUPED_RESOURCES
-                .iter()
-                .find(|(name, _)| *name == r)
-                .map_or("", |(_, g)| g);
+            let group = GROUPED_RESOURCES.iter().find(|(name, _)| *name == r).map_or("", |(_, g)| g);
             (GroupResource::new(group, r), tail)
         }
     })
@@ -188,14 +160,8 @@ fn resource_of<'s, 'k>(segments: &'s [&'k str]) -> Option<(GroupResource, &'s [&
 
 /// The `kube-apiserver-<hash>` leases of the apiserver identity feature are
 /// bookkeeping, not user data.
-fn is_apiserver_identity_lease(
-    resource: &GroupResource,
-    namespace: Option<&str>,
-    name: &str,
-) -> bool {
-    resource.resource == "leases"
-        && namespace == Some("kube-system")
-        && name.starts_with("apiserver-")
+fn is_apiserver_identity_lease(resource: &GroupResource, namespace: Option<&str>, name: &str) -> bool {
+    resource.resource == "leases" && namespace == Some("kube-system") && name.starts_with("apiserver-")
 }
 
 /// The prefix in use: the first default that has object keys, by a sample of keys.
@@ -208,9 +174,7 @@ pub fn detect_prefix<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> &'static s
             }
         }
     }
-    let best = (0..counts.len())
-        .max_by_key(|&i| (counts[i], usize::MAX - i))
-        .unwrap_or(0);
+    let best = (0..counts.len()).max_by_key(|&i| (counts[i], usize::MAX - i)).unwrap_or(0);
     DEFAULT_PREFIXES[best]
 }
 
@@ -219,36 +183,23 @@ mod tests {
     use super::*;
 
     fn parse(key: &str) -> Option<(String, Option<&str>, &str)> {
-        RegistryKey::parse(key.as_bytes(), "/registry")
-            .map(|k| (k.resource.to_string(), k.namespace, k.name))
+        RegistryKey::parse(key.as_bytes(), "/registry").map(|k| (k.resource.to_string(), k.namespace, k.name))
     }
 
     #[test]
     fn builtin_paths_and_quirks() {
-        assert_eq!(
-            parse("/registry/secrets/default/db"),
-            Some(("secrets".into(), Some("default"), "db"))
-        );
-        assert_eq!(
-            parse("/registry/services/specs/ns/web"),
-            Some(("services".into(), Some("ns"), "web"))
-        );
+        assert_eq!(parse("/registry/secrets/default/db"), Some(("secrets".into(), Some("default"), "db")));
+        assert_eq!(parse("/registry/services/specs/ns/web"), Some(("services".into(), Some("ns"), "web")));
         assert_eq!(
             parse("/registry/services/endpoints/ns/web"),
             Some(("endpoints".into(), Some("ns"), "web"))
         );
-        assert_eq!(
-            parse("/registry/minions/node-1"),
-            Some(("nodes".into(), None, "node-1"))
-        );
+        assert_eq!(parse("/registry/minions/node-1"), Some(("nodes".into(), None, "node-1")));
         assert_eq!(
             parse("/registry/controllers/ns/rc"),
             Some(("replicationcontrollers".into(), Some("ns"), "rc"))
         );
-        assert_eq!(
-            parse("/registry/deployments/ns/d"),
-            Some(("deployments.apps".into(), Some("ns"), "d"))
-        );
+        assert_eq!(parse("/registry/deployments/ns/d"), Some(("deployments.apps".into(), Some("ns"), "d")));
         assert_eq!(
             parse("/registry/namespaces/kube-system"),
             Some(("namespaces".into(), None, "kube-system"))
@@ -262,14 +213,8 @@ mod tests {
             Some(("pandas.awesome.bears.com".into(), Some("ns"), "cr3panda"))
         );
         assert_eq!(
-            parse(
-                "/registry/apiextensions.k8s.io/customresourcedefinitions/pandas.awesome.bears.com"
-            ),
-            Some((
-                "customresourcedefinitions.apiextensions.k8s.io".into(),
-                None,
-                "pandas.awesome.bears.com"
-            ))
+            parse("/registry/apiextensions.k8s.io/customresourcedefinitions/pandas.awesome.bears.com"),
+            Some(("customresourcedefinitions.apiextensions.k8s.io".into(), None, "pandas.awesome.bears.com"))
         );
         assert_eq!(parse("/registry/ranges/serviceips"), None);
         assert_eq!(parse("/registry/masterleases/10.0.0.1"), None);
@@ -281,11 +226,8 @@ mod tests {
 
     #[test]
     fn prefix_detection() {
-        let keys: [&[u8]; 3] = [
-            b"/kubernetes.io/secrets/a/b",
-            b"/kubernetes.io/pods/a/b",
-            b"compact_rev_key",
-        ];
+        let keys: [&[u8]; 3] =
+            [b"/kubernetes.io/secrets/a/b", b"/kubernetes.io/pods/a/b", b"compact_rev_key"];
         assert_eq!(detect_prefix(keys), "/kubernetes.io");
         assert_eq!(detect_prefix([] as [&[u8]; 0]), "/registry");
     }

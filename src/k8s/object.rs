@@ -63,9 +63,7 @@ fn decode_protobuf(bytes: &[u8]) -> Option<ObjectInfo> {
         info.data_keys = secret.data.into_iter().map(|d| d.key).collect();
         secret.metadata
     } else {
-        pb::ObjectHead::decode(unknown.raw.as_slice())
-            .ok()?
-            .metadata
+        pb::ObjectHead::decode(unknown.raw.as_slice()).ok()?.metadata
     };
     let metadata = metadata?;
     info.name = non_empty(metadata.name);
@@ -92,9 +90,7 @@ struct JsonMeta {
 
 fn decode_json(bytes: &[u8]) -> Option<ObjectInfo> {
     let head: JsonHead = serde_json::from_slice(bytes).ok()?;
-    let (name, namespace) = head
-        .metadata
-        .map_or((None, None), |m| (m.name, m.namespace));
+    let (name, namespace) = head.metadata.map_or((None, None), |m| (m.name, m.namespace));
     let is_secret = head.kind.as_deref() == Some("Secret");
     Some(ObjectInfo {
         api_version: head.api_version,
@@ -102,11 +98,7 @@ fn decode_json(bytes: &[u8]) -> Option<ObjectInfo> {
         name,
         namespace,
         secret_type: head.secret_type.filter(|_| is_secret),
-        data_keys: head
-            .data
-            .filter(|_| is_secret)
-            .map(|d| d.into_keys().collect())
-            .unwrap_or_default(),
+        data_keys: head.data.filter(|_| is_secret).map(|d| d.into_keys().collect()).unwrap_or_default(),
     })
 }
 
@@ -118,15 +110,11 @@ fn decode_cbor(bytes: &[u8]) -> Option<ObjectInfo> {
         v => v,
     };
     let field = |map: &[(Value, Value)], name: &str| -> Option<Value> {
-        map.iter()
-            .find(|(k, _)| k.as_text() == Some(name))
-            .map(|(_, v)| v.clone())
+        map.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v.clone())
     };
     let text = |v: Option<Value>| v.and_then(|v| v.into_text().ok());
     let top = value.into_map().ok()?;
-    let meta = field(&top, "metadata")
-        .and_then(|m| m.into_map().ok())
-        .unwrap_or_default();
+    let meta = field(&top, "metadata").and_then(|m| m.into_map().ok()).unwrap_or_default();
     Some(ObjectInfo {
         api_version: text(field(&top, "apiVersion")),
         kind: text(field(&top, "kind")),
@@ -151,20 +139,14 @@ mod tests {
         );
         let info = info.unwrap();
         assert_eq!(enc, Encoding::Json);
-        assert_eq!(
-            (info.name.as_deref(), info.namespace.as_deref()),
-            (Some("a"), Some("b"))
-        );
+        assert_eq!((info.name.as_deref(), info.namespace.as_deref()), (Some("a"), Some("b")));
         assert_eq!(info.data_keys, vec!["pw".to_string()]);
         assert_eq!(info.secret_type.as_deref(), Some("Opaque"));
     }
 
     #[test]
     fn unrecognized_and_broken() {
-        assert_eq!(
-            decode_object(b"\x00\x01garbage"),
-            (Encoding::Unrecognized, None)
-        );
+        assert_eq!(decode_object(b"\x00\x01garbage"), (Encoding::Unrecognized, None));
         assert_eq!(decode_object(b"k8s\x00\xff\xff\xff").0, Encoding::Protobuf);
         assert_eq!(decode_object(b"k8s\x00\xff\xff\xff").1, None);
         assert_eq!(decode_object(b"{not json").1, None);
@@ -175,10 +157,7 @@ mod tests {
         let mut buf = vec![0xd9, 0xd9, 0xf7];
         let doc = ciborium::Value::Map(vec![
             ("kind".into(), "Panda".into()),
-            (
-                "metadata".into(),
-                ciborium::Value::Map(vec![("name".into(), "p1".into())]),
-            ),
+            ("metadata".into(), ciborium::Value::Map(vec![("name".into(), "p1".into())])),
         ]);
         ciborium::into_writer(&doc, &mut buf).unwrap();
         let (enc, info) = decode_object(&buf);

@@ -17,11 +17,7 @@ struct Document<'a> {
 
 pub fn render(c: &Comparison, format: Format) -> String {
     if format == Format::Json {
-        let doc = Document {
-            schema: SCHEMA,
-            tool_version: crate::TOOL_VERSION,
-            comparison: c,
-        };
+        let doc = Document { schema: SCHEMA, tool_version: crate::TOOL_VERSION, comparison: c };
         return serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n";
     }
     let mut out = String::new();
@@ -30,11 +26,7 @@ pub fn render(c: &Comparison, format: Format) -> String {
         for r in &config.resources {
             let _ = writeln!(out, "  {:<24} {}", r.resource, r.providers.join(" > "));
             for k in &r.keys {
-                let _ = writeln!(
-                    out,
-                    "  {:<24}   {} {} {}",
-                    "", k.provider, k.name, k.fingerprint
-                );
+                let _ = writeln!(out, "  {:<24}   {} {} {}", "", k.provider, k.name, k.fingerprint);
             }
         }
     }
@@ -43,11 +35,7 @@ pub fn render(c: &Comparison, format: Format) -> String {
     } else {
         let _ = writeln!(out, "differences");
         for d in &c.differences {
-            let mark = if d.breaks_reads {
-                "BREAKS READS"
-            } else {
-                "differs"
-            };
+            let mark = if d.breaks_reads { "BREAKS READS" } else { "differs" };
             let _ = writeln!(out, "  {mark:<12} {}: {}", d.resource, d.message);
         }
         let breaking = c.differences.iter().filter(|d| d.breaks_reads).count();

@@ -15,12 +15,7 @@ pub fn render(backups: &[Entry<Inspection>], format: Format) -> String {
 fn table(entry: &Entry<Inspection>) -> String {
     let mut out = format!("{:<12} {}\n", "backup", entry.source);
     let Some(i) = &entry.result else {
-        let _ = writeln!(
-            out,
-            "{:<12} {}",
-            "error",
-            entry.error.as_deref().unwrap_or("unknown")
-        );
+        let _ = writeln!(out, "{:<12} {}", "error", entry.error.as_deref().unwrap_or("unknown"));
         return out;
     };
     let row = |out: &mut String, k: &str, v: String| _ = writeln!(out, "{k:<12} {v}");
@@ -36,36 +31,19 @@ fn table(entry: &Entry<Inspection>) -> String {
         .collect();
     let verdict = if i.integrity.ok { "OK" } else { "ERRORS" };
     let trailer = format!("{:?}", i.integrity.sha256_trailer).to_lowercase();
-    row(
-        &mut out,
-        "integrity",
-        format!("{verdict}: sha256 trailer {trailer}, {}", metas.join(", ")),
-    );
+    row(&mut out, "integrity", format!("{verdict}: sha256 trailer {trailer}, {}", metas.join(", ")));
     for e in &i.integrity.bbolt_errors {
         row(&mut out, "", e.clone());
     }
     if !i.integrity.bbolt_errors.is_empty() {
-        row(
-            &mut out,
-            "",
-            format!("{} errors found", i.integrity.bbolt_errors.len()),
-        );
+        row(&mut out, "", format!("{} errors found", i.integrity.bbolt_errors.len()));
     }
     let e = &i.etcd;
-    let compact = e
-        .compact_revision
-        .map_or("never compacted".into(), |c| format!("compacted at {c}"));
+    let compact = e.compact_revision.map_or("never compacted".into(), |c| format!("compacted at {c}"));
     row(&mut out, "revision", format!("{} ({compact})", e.revision));
     row(&mut out, "hash", format!("{:x} ({})", e.hash, e.hash));
     row(&mut out, "total keys", e.total_keys.to_string());
-    row(
-        &mut out,
-        "size",
-        format!(
-            "{} bytes ({} pages of {})",
-            e.size_bytes, i.pages.total, e.page_size
-        ),
-    );
+    row(&mut out, "size", format!("{} bytes ({} pages of {})", e.size_bytes, i.pages.total, e.page_size));
     if let Some(v) = &e.storage_version {
         row(&mut out, "version", v.clone());
     }

@@ -31,12 +31,7 @@ impl Pairing {
             })
             .collect();
         let restorable = missing.is_empty() && report.summary.get(Class::Undecryptable) == 0;
-        Pairing {
-            restorable,
-            missing,
-            summary: report.summary,
-            keys: report.keys,
-        }
+        Pairing { restorable, missing, summary: report.summary, keys: report.keys }
     }
 }
 
@@ -50,19 +45,12 @@ pub fn render(backups: &[Entry<Pairing>], format: Format) -> String {
 fn table(entry: &Entry<Pairing>) -> String {
     let mut out = format!("backup      {}\n", entry.source);
     let Some(p) = &entry.result else {
-        let _ = writeln!(
-            out,
-            "error       {}",
-            entry.error.as_deref().unwrap_or("unknown")
-        );
+        let _ = writeln!(out, "error       {}", entry.error.as_deref().unwrap_or("unknown"));
         return out;
     };
     let _ = writeln!(out, "summary     {}", summary_line(&p.summary));
     if p.keys.is_empty() {
-        let _ = writeln!(
-            out,
-            "keys        none needed (no encrypted values in scope)"
-        );
+        let _ = writeln!(out, "keys        none needed (no encrypted values in scope)");
     } else {
         out.push_str(&keys_table(&p.keys));
     }

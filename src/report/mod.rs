@@ -30,10 +30,6 @@ struct Document<'a, T: Serialize> {
 }
 
 fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>]) -> String {
-    let doc = Document {
-        schema,
-        tool_version: crate::TOOL_VERSION,
-        backups,
-    };
+    let doc = Document { schema, tool_version: crate::TOOL_VERSION, backups };
     serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n"
 }

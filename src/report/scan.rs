@@ -15,18 +15,12 @@ pub fn render(backups: &[Entry<ScanReport>], format: Format) -> String {
 fn table(entry: &Entry<ScanReport>) -> String {
     let mut out = format!("backup      {}\n", entry.source);
     let Some(r) = &entry.result else {
-        let _ = writeln!(
-            out,
-            "error       {}",
-            entry.error.as_deref().unwrap_or("unknown")
-        );
+        let _ = writeln!(out, "error       {}", entry.error.as_deref().unwrap_or("unknown"));
         let _ = writeln!(out, "verdict     CANNOT AUDIT (exit 2)");
         return out;
     };
     let e = &r.etcd;
-    let compact = e
-        .compact_revision
-        .map_or("never compacted".into(), |c| format!("compacted at {c}"));
+    let compact = e.compact_revision.map_or("never compacted".into(), |c| format!("compacted at {c}"));
     let _ = writeln!(
         out,
         "etcd        revision {} ({compact}), {} bytes, prefix {}",
@@ -36,18 +30,13 @@ fn table(entry: &Entry<ScanReport>) -> String {
     let integrity = if r.integrity.ok {
         "OK".to_string()
     } else {
-        format!(
-            "{} problems (see findings)",
-            r.integrity.bbolt_errors.len().max(1)
-        )
+        format!("{} problems (see findings)", r.integrity.bbolt_errors.len().max(1))
     };
     let _ = writeln!(out, "integrity   {integrity}");
     let _ = writeln!(out, "summary     {}", summary_line(&r.summary));
-    for (name, s) in [
-        ("history", &r.forensics.history),
-        ("residue", &r.forensics.residue),
-        ("wal", &r.forensics.wal),
-    ] {
+    for (name, s) in
+        [("history", &r.forensics.history), ("residue", &r.forensics.residue), ("wal", &r.forensics.wal)]
+    {
         if let Some(s) = s {
             let _ = writeln!(out, "{name:<11} {}", summary_line(s));
         }
@@ -62,20 +51,11 @@ fn table(entry: &Entry<ScanReport>) -> String {
             let sev = format!("{:?}", f.severity).to_uppercase();
             let _ = writeln!(out, "  {sev:<6} {} ({}): {}", f.code, f.count, f.message);
             if !f.examples.is_empty() {
-                let more = if f.count as usize > f.examples.len() {
-                    ", …"
-                } else {
-                    ""
-                };
+                let more = if f.count as usize > f.examples.len() { ", …" } else { "" };
                 let _ = writeln!(
                     out,
                     "         e.g. {}{more}",
-                    f.examples
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    f.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -90,11 +70,7 @@ fn table(entry: &Entry<ScanReport>) -> String {
 }
 
 pub(super) fn summary_line(s: &crate::audit::Summary) -> String {
-    Class::ALL
-        .iter()
-        .map(|c| format!("{} {}", c.as_str(), s.get(*c)))
-        .collect::<Vec<_>>()
-        .join(" · ")
+    Class::ALL.iter().map(|c| format!("{} {}", c.as_str(), s.get(*c))).collect::<Vec<_>>().join(" · ")
 }
 
 pub(super) fn keys_table(keys: &[KeyUse]) -> String {

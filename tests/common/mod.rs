@@ -46,11 +46,7 @@ pub fn run(args: &[&str]) -> Run {
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
     };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "etcd-audit {args:?} panicked:\n{}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("panicked"), "etcd-audit {args:?} panicked:\n{}", run.stderr);
     run
 }
 
@@ -63,16 +59,12 @@ fn spawn_reader(mut r: impl std::io::Read + Send + 'static) -> std::thread::Join
 }
 
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
 }
 
 /// Upstream etcd fixtures, read in place from ../shared (never copied here).
 pub fn upstream(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/etcd-upstream")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/etcd-upstream").join(name)
 }
 
 pub fn path_str(p: &Path) -> &str {

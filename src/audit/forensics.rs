@@ -1,0 +1,125 @@
+//! Exposure beyond the live revisions: values carved from pages the tree no
+//! longer reaches (`--residue`), and puts in the write-ahead log.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::scan::Location;
+use super::verdict::{Judge, Verdict};
+use super::Scope;
+use crate::bolt::{Db, PageSet, Pgid};
+use crate::etcd::wal::WalFile;
+use crate::etcd::{KeyValueRef, Revision};
+use crate::k8s::RegistryKey;
+
+#[derive(Debug, Serialize)]
+pub struct ResidueRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    /// The page the revision was carved from (the lowest, when several hold it).
+    pub page: Pgid,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WalRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    /// Always null: a WAL entry is a proposal, not a committed revision.
+    pub mod_revision: Option<i64>,
+    pub wal_file: String,
+    pub raft_index: u64,
+    pub term: u64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// What decides which keys are judged: the prefix in use and the scope.
+pub struct KeyFilter<'s> {
+    pub prefix: &'s str,
+    pub scope: &'s Scope,
+}
+
+impl KeyFilter<'_> {
+    pub fn parse<'k>(&self, key: &'k [u8]) -> Option<RegistryKey<'k>> {
+        RegistryKey::parse(key, self.prefix).filter(|rk| self.scope.contains(&rk.resource))
+    }
+}
+
+pub fn location(key: &[u8], rk: &RegistryKey) -> Location {
+    Location {
+        key: String::from_utf8_lossy(key).into_owned(),
+        resource: rk.resource.to_string(),
+        namespace: rk.namespace.map(str::to_owned),
+        name: rk.name.to_owned(),
+    }
+}
+
+/// Every in-scope revision carved from unreachable pages that the `key`
+/// bucket does not hold (`in_tree`, as (main, sub)), deduplicated by revision.
+pub fn residue(
+    db: &Db,
+    reachable: &PageSet,
+    in_tree: &HashSet<(i64, i64)>,
+    filter: &KeyFilter,
+    judge: &Judge,
+) -> Vec<ResidueRecord> {
+    let carved: Vec<(Revision, Pgid, KeyValueRef)> = db
+        .unreachable_pages(reachable)
+        .into_par_iter()
+        .flat_map_iter(|page| {
+            db.carve_leaf(page).into_iter().filter_map(move |item| {
+                let rev = Revision::parse(item.key).filter(|r| !r.tombstone)?;
+                let kv = KeyValueRef::decode(item.value).ok()?;
+                Some((rev, page, kv))
+            })
+        })
+        .filter(|(rev, _, kv)| !in_tree.contains(&(rev.main, rev.sub)) && filter.parse(kv.key).is_some())
+        .collect();
+    // Every leaf rewrite frees another copy of the same revision: keep one.
+    let mut unique: HashMap<(i64, i64), (Pgid, KeyValueRef)> = HashMap::new();
+    for (rev, page, kv) in carved {
+        let slot = unique.entry((rev.main, rev.sub)).or_insert((page, kv));
+        if page < slot.0 {
+            *slot = (page, kv);
+        }
+    }
+    let mut records: Vec<ResidueRecord> = unique
+        .into_par_iter()
+        .filter_map(|((main, _), (page, kv))| {
+            let rk = filter.parse(kv.key)?;
+            Some(ResidueRecord {
+                at: location(kv.key, &rk),
+                mod_revision: main,
+                page,
+                verdict: judge.judge(kv.key, &rk, kv.value),
+            })
+        })
+        .collect();
+    records.sort_by(|a, b| (a.mod_revision, &a.at.key).cmp(&(b.mod_revision, &b.at.key)));
+    records
+}
+
+/// Every in-scope put of the log, each with a verdict.
+pub fn wal_entries(segments: &[(String, WalFile)], filter: &KeyFilter, judge: &Judge) -> Vec<WalRecord> {
+    segments
+        .par_iter()
+        .flat_map_iter(|(name, wal)| {
+            wal.puts.iter().filter_map(move |put| {
+                let rk = filter.parse(&put.key)?;
+                Some(WalRecord {
+                    at: location(&put.key, &rk),
+                    mod_revision: None,
+                    wal_file: name.clone(),
+                    raft_index: put.raft_index,
+                    term: put.term,
+                    verdict: judge.judge(&put.key, &rk, &put.value),
+                })
+            })
+        })
+        .collect()
+}
