@@ -70,7 +70,7 @@ fn values() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn providers(c: &mut Criterion) {
-    let judge = Judge::new(vec![EncryptionConfig::parse("bench.yaml", CONFIG.as_bytes()).unwrap()]);
+    let judge = Judge::new(vec![EncryptionConfig::parse("bench.yaml", CONFIG.as_bytes()).unwrap()], vec![]);
     let rk = RegistryKey::parse(ETCD_KEY, "/registry").unwrap();
     let mut group = c.benchmark_group("judge_2kb_secret");
     for (name, value) in values() {

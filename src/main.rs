@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use etcd_audit::audit::{FailOn, Outcome, ScanOptions};
+use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
 use etcd_audit::report::Format;
 use etcd_audit::run::{self, ScanArgs};
 
@@ -64,6 +64,9 @@ struct ScanCli {
     /// Also judge every older revision still in MVCC history.
     #[arg(long)]
     history: bool,
+    /// KMS plugin endpoint for a provider name, replacing the config's (repeatable).
+    #[arg(long = "kms", value_name = "NAME=unix:///path")]
+    kms: Vec<KmsOverride>,
     /// Also carve revisions from pages the tree no longer reaches (free pages).
     #[arg(long)]
     residue: bool,
@@ -75,6 +78,7 @@ impl ScanCli {
             sources: self.sources,
             configs: self.configs,
             resources: self.resources,
+            kms: self.kms,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 history: self.history,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::audit::{
-    self, AuditError, Backup, FailOn, Inspection, Judge, Outcome, ScanOptions, ScanReport, Scope,
+    self, AuditError, Backup, FailOn, Inspection, Judge, KmsOverride, Outcome, ScanOptions, ScanReport, Scope,
 };
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
@@ -16,6 +16,8 @@ pub struct ScanArgs {
     pub sources: Vec<PathBuf>,
     pub configs: Vec<PathBuf>,
     pub resources: Vec<String>,
+    /// `--kms NAME=unix:///path` plugin endpoint overrides.
+    pub kms: Vec<KmsOverride>,
     pub options: ScanOptions,
     pub fail_on: FailOn,
     pub format: Format,
@@ -74,7 +76,7 @@ pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), C
 fn scan_all(args: &ScanArgs) -> Result<Vec<Entry<ScanReport>>, ConfigError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
-    let judge = Judge::new(configs);
+    let judge = Judge::new(configs, args.kms.clone());
     Ok(each_source(&args.sources, |input| {
         let backup = Backup::open(input.db.bytes())?;
         let wal: Option<Vec<(String, WalFile)>> = input.wal.as_ref().map(|segments| {

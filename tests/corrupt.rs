@@ -143,7 +143,7 @@ fn scrambled_pages_never_panic() {
 #[test]
 fn random_mutations_through_inspect_and_scan() {
     let b = base();
-    let judge = Judge::new(vec![]);
+    let judge = Judge::new(vec![], vec![]);
     let scope = Scope::new(["*.*"], &[]);
     let mut rng = Rng(0x5eed);
     for round in 0..400 {

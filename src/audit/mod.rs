@@ -21,7 +21,7 @@ pub use scan::{
     scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport, Summary,
 };
 pub use scope::Scope;
-pub use verdict::{Class, Judge, Verdict};
+pub use verdict::{Class, Judge, KmsOverride, Verdict};
 
 use crate::bolt::BoltError;
 use crate::source::SourceError;

@@ -56,16 +56,37 @@ pub struct Verdict {
     pub plaintext_unreadable: bool,
 }
 
+/// `--kms NAME=unix:///path`: a plugin endpoint that replaces the configured one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsOverride {
+    pub name: String,
+    pub endpoint: String,
+}
+
+impl std::str::FromStr for KmsOverride {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, endpoint)) if !name.is_empty() && endpoint.starts_with("unix://") => {
+                Ok(KmsOverride { name: name.into(), endpoint: endpoint.into() })
+            }
+            _ => Err(format!("expected NAME=unix:///path, got {s:?}")),
+        }
+    }
+}
+
 /// The keys and the first config's provider lists: everything a verdict needs.
 pub struct Judge {
     pub configs: Vec<EncryptionConfig>,
     pub keyring: Keyring,
+    pub kms_overrides: Vec<KmsOverride>,
 }
 
 impl Judge {
-    pub fn new(configs: Vec<EncryptionConfig>) -> Self {
+    pub fn new(configs: Vec<EncryptionConfig>, kms_overrides: Vec<KmsOverride>) -> Self {
         let keyring = Keyring::new(&configs);
-        Judge { configs, keyring }
+        Judge { configs, keyring, kms_overrides }
     }
 
     /// The provider list kube-apiserver would use for `gr`, from the first config.
