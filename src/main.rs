@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
+use etcd_audit::container::Limits;
 use etcd_audit::report::Format;
 use etcd_audit::run::{self, ScanArgs};
 
@@ -32,6 +33,8 @@ enum Command {
         sources: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        unpack: UnpackCli,
     },
     /// Compare control-plane nodes' EncryptionConfiguration files.
     Configs {
@@ -70,6 +73,34 @@ struct ScanCli {
     /// Also carve revisions from pages the tree no longer reaches (free pages).
     #[arg(long)]
     residue: bool,
+    #[command(flatten)]
+    unpack: UnpackCli,
+}
+
+#[derive(Args)]
+struct UnpackCli {
+    /// Most bytes one backup file may unpack to (compressed layers, archives): 10G, 512M, 1048576.
+    #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
+    max_unpacked_bytes: u64,
+}
+
+impl UnpackCli {
+    fn limits(&self) -> Limits {
+        Limits { max_unpacked_bytes: self.max_unpacked_bytes }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.trim().char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        Some((i, 'T' | 't')) => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    let n: u64 =
+        digits.trim().parse().map_err(|_| format!("expected a size like 10G, 512M or 1048576, got {s:?}"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl ScanCli {
@@ -86,13 +117,14 @@ impl ScanCli {
             },
             fail_on: self.fail_on,
             format: self.format,
+            limits: self.unpack.limits(),
         }
     }
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Inspect { sources, format } => Ok(run::inspect(&sources, format)),
+        Command::Inspect { sources, format, unpack } => Ok(run::inspect(&sources, unpack.limits(), format)),
         Command::Scan(cli) => run::scan(&cli.into_args()),
         Command::Keys(cli) => run::keys(&cli.into_args()),
         Command::Configs { configs, format } => run::configs(&configs, format),

@@ -1,16 +1,20 @@
-//! The commands, end to end: sources → audit → report. `main.rs` only parses
-//! arguments and calls these; each returns the text for stdout and the exit
-//! outcome, and writes one line per failed source to stderr.
+//! The commands, end to end: sources → containers → audit → report.
+//! `main.rs` only parses arguments and calls these; each returns the text for
+//! stdout and the exit outcome, and writes one line per failed backup to stderr.
 
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::audit::{
     self, AuditError, Backup, FailOn, Inspection, Judge, KmsOverride, Outcome, ScanOptions, ScanReport, Scope,
 };
+use crate::container::{self, gardener, ContainerError, Content, Limits};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
-use crate::report::{self, keys::Pairing, Entry, Format};
-use crate::source::{self, Input};
+use crate::report::{self, keys::Pairing, Entry, Format, Skipped};
+use crate::source::{self, Blob, Found, SourceError};
 
 pub struct ScanArgs {
     pub sources: Vec<PathBuf>,
@@ -21,46 +25,49 @@ pub struct ScanArgs {
     pub options: ScanOptions,
     pub fail_on: FailOn,
     pub format: Format,
+    pub limits: Limits,
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
     paths.iter().map(|p| EncryptionConfig::load(p)).collect()
 }
 
-pub fn inspect(sources: &[PathBuf], format: Format) -> (String, Outcome) {
-    let entries = each_source(sources, |input| {
-        let backup = Backup::open(input.db.bytes())?;
-        Ok(audit::inspect(&backup))
+pub fn inspect(sources: &[PathBuf], limits: Limits, format: Format) -> (String, Outcome) {
+    let (entries, skipped) = audit_sources(sources, limits, &|unit| match unit {
+        Unit::Database { bytes, chain, .. } => {
+            let backup = Backup::open(bytes)?;
+            let mut inspection = audit::inspect(&backup);
+            inspection.container = chain.to_vec();
+            Ok(inspection)
+        }
+        Unit::Delta { .. } => {
+            Err(AuditError::NoDatabase("a Gardener delta snapshot has no bbolt pages to inspect"))
+        }
     });
     let outcome =
         worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
-    (report::inspect::render(&entries, format), outcome)
+    (report::inspect::render(&entries, &skipped, format), outcome)
 }
 
 pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
-    let entries = scan_all(args)?;
+    let (entries, skipped) = scan_all(args)?;
     let outcome = worst(
         &entries,
-        |r: &ScanReport| {
-            if r.failed_on.is_empty() {
-                Outcome::Clean
-            } else {
-                Outcome::Findings
-            }
-        },
+        |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings },
     );
-    Ok((report::scan::render(&entries, args.format), outcome))
+    Ok((report::scan::render(&entries, &skipped, args.format), outcome))
 }
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
 pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
-    let entries: Vec<Entry<Pairing>> = scan_all(args)?
+    let (entries, skipped) = scan_all(args)?;
+    let entries: Vec<Entry<Pairing>> = entries
         .into_iter()
         .map(|e| Entry { source: e.source, error: e.error, result: e.result.map(Pairing::of) })
         .collect();
     let outcome =
         worst(&entries, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
-    Ok((report::keys::render(&entries, args.format), outcome))
+    Ok((report::keys::render(&entries, &skipped, args.format), outcome))
 }
 
 pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), ConfigError> {
@@ -73,53 +80,171 @@ pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), C
     ))
 }
 
-fn scan_all(args: &ScanArgs) -> Result<Vec<Entry<ScanReport>>, ConfigError> {
+type Audited<T> = (Vec<Entry<T>>, Vec<Skipped>);
+
+fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
     let judge = Judge::new(configs, args.kms.clone());
-    Ok(each_source(&args.sources, |input| {
-        let backup = Backup::open(input.db.bytes())?;
-        let wal: Option<Vec<(String, WalFile)>> = input.wal.as_ref().map(|segments| {
-            segments.iter().map(|s| (file_name(&s.name), wal::read_wal(s.bytes()))).collect()
-        });
-        let mut report = audit::scan(&backup, &judge, &scope, &args.options, wal.as_deref())?;
-        if let Some(wal) = &wal {
-            for (name, segment) in wal {
-                report.integrity.notes.extend(segment.notes.iter().map(|n| format!("{name}: {n}")));
+    Ok(audit_sources(&args.sources, args.limits, &|unit| {
+        let mut report = match unit {
+            Unit::Database { bytes, chain, wal } => {
+                let backup = Backup::open(bytes)?;
+                let mut report = audit::scan(&backup, &judge, &scope, &args.options, wal.as_deref())?;
+                report.container = chain.to_vec();
+                for (name, segment) in wal.iter().flatten() {
+                    report.integrity.notes.extend(segment.notes.iter().map(|n| format!("{name}: {n}")));
+                }
+                report
             }
-        }
+            Unit::Delta { delta, chain, size } => {
+                audit::scan_delta(delta, chain.to_vec(), *size, &judge, &scope, &args.options)
+            }
+        };
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
     }))
 }
 
-fn file_name(path: &str) -> String {
-    Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+/// One backup, unwrapped and ready to audit.
+enum Unit<'u> {
+    Database { bytes: &'u [u8], chain: &'u [String], wal: Option<Vec<(String, WalFile)>> },
+    Delta { delta: &'u gardener::Delta, chain: &'u [String], size: u64 },
 }
 
-fn each_source<T: serde::Serialize>(
-    sources: &[PathBuf],
-    audit: impl Fn(&Input) -> Result<T, AuditError>,
-) -> Vec<Entry<T>> {
-    sources
-        .iter()
+type AuditFn<'f, T> = dyn Fn(&Unit) -> Result<T, AuditError> + Sync + 'f;
+
+/// Every backup in every source, audited in parallel, reported in a stable
+/// order (sources as given, then paths in sorted order).
+fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], limits: Limits, audit: &AuditFn<T>) -> Audited<T> {
+    let per_source: Vec<Audited<T>> = sources
+        .par_iter()
         .map(|path| {
-            let source = path.display().to_string();
-            match open_and(path, &audit) {
-                Ok(result) => Entry { source, error: None, result: Some(result) },
-                Err(e) => {
-                    eprintln!("etcd-audit: {source}: {e}");
-                    Entry { source, error: Some(e.to_string()), result: None }
+            let name = path.display().to_string();
+            match source::discover(path) {
+                Ok(found) => {
+                    let explicit = found.len() == 1 && found[0].path() == path.as_path();
+                    visit_all(&found, None, explicit, limits, audit)
                 }
+                Err(e) => (vec![failed(name, &e)], vec![]),
             }
         })
-        .collect()
+        .collect();
+    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
+    for (e, s) in per_source {
+        entries.extend(e);
+        skipped.extend(s);
+    }
+    (entries, skipped)
 }
 
-fn open_and<T>(path: &Path, audit: impl Fn(&Input) -> Result<T, AuditError>) -> Result<T, AuditError> {
-    audit(&source::open(path)?)
+/// `archive` is `(display name, temp root, chain)` when `found` came out of an archive.
+fn visit_all<T: Serialize + Send>(
+    found: &[Found],
+    archive: Option<(&str, &Path, &[String])>,
+    explicit: bool,
+    limits: Limits,
+    audit: &AuditFn<T>,
+) -> Audited<T> {
+    let results: Vec<Audited<T>> =
+        found.par_iter().map(|f| visit(f, archive, explicit, limits, audit)).collect();
+    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
+    for (e, s) in results {
+        entries.extend(e);
+        skipped.extend(s);
+    }
+    (entries, skipped)
 }
 
-fn worst<T: serde::Serialize>(entries: &[Entry<T>], judge: impl Fn(&T) -> Outcome) -> Outcome {
-    entries.iter().map(|e| e.result.as_ref().map_or(Outcome::Failed, &judge)).max().unwrap_or(Outcome::Clean)
+fn visit<T: Serialize + Send>(
+    found: &Found,
+    archive: Option<(&str, &Path, &[String])>,
+    explicit: bool,
+    limits: Limits,
+    audit: &AuditFn<T>,
+) -> Audited<T> {
+    let (name, outer_chain) = match archive {
+        Some((outer, root, chain)) => {
+            let inner = found.path().strip_prefix(root).unwrap_or(found.path());
+            (format!("{outer}!/{}", inner.display()), chain.to_vec())
+        }
+        None => (found.path().display().to_string(), vec![]),
+    };
+    let result = match found {
+        Found::DataDir(dir) => audit_data_dir(dir, outer_chain, audit),
+        Found::File(path) => match Blob::open(path).map_err(AuditError::from).and_then(|blob| {
+            let mut budget = limits.max_unpacked_bytes;
+            container::unwrap(blob, &path.display().to_string(), &mut budget).map_err(AuditError::from)
+        }) {
+            Err(AuditError::Container(ContainerError::Unrecognized)) if !explicit => {
+                return (
+                    vec![],
+                    vec![Skipped { path: name, reason: ContainerError::Unrecognized.to_string() }],
+                );
+            }
+            Err(e) => Err(e),
+            Ok(unwrapped) => {
+                let chain: Vec<String> =
+                    outer_chain.into_iter().chain(unwrapped.chain.iter().map(|c| c.to_string())).collect();
+                match unwrapped.content {
+                    Content::Database(blob) => {
+                        audit(&Unit::Database { bytes: blob.bytes(), chain: &chain, wal: None })
+                    }
+                    Content::Delta(blob) => {
+                        gardener::parse(blob.bytes()).map_err(AuditError::from).and_then(|delta| {
+                            audit(&Unit::Delta {
+                                delta: &delta,
+                                chain: &chain,
+                                size: blob.bytes().len() as u64,
+                            })
+                        })
+                    }
+                    Content::Directory(dir) => {
+                        return match source::discover(dir.path()) {
+                            Ok(inner) => {
+                                visit_all(&inner, Some((&name, dir.path(), &chain)), false, limits, audit)
+                            }
+                            Err(e) => (vec![failed(name, &e)], vec![]),
+                        };
+                    }
+                }
+            }
+        },
+    };
+    match result {
+        Ok(r) => (vec![Entry { source: name, error: None, result: Some(r) }], vec![]),
+        Err(e) => (vec![failed(name, &e)], vec![]),
+    }
+}
+
+fn audit_data_dir<T>(dir: &Path, outer_chain: Vec<String>, audit: &AuditFn<T>) -> Result<T, AuditError> {
+    let (db_path, segments) = source::data_dir(dir)?;
+    let db = Blob::open(&db_path)?;
+    let mut wal = Vec::with_capacity(segments.len());
+    for segment in &segments {
+        let blob = Blob::open(segment)?;
+        wal.push((file_name(segment), wal::read_wal(blob.bytes())));
+    }
+    let chain: Vec<String> =
+        outer_chain.into_iter().chain(["data-dir".to_string(), "bbolt".to_string()]).collect();
+    audit(&Unit::Database { bytes: db.bytes(), chain: &chain, wal: Some(wal) })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn failed<T: Serialize>(source: String, e: &dyn std::fmt::Display) -> Entry<T> {
+    eprintln!("etcd-audit: {source}: {e}");
+    Entry { source, error: Some(e.to_string()), result: None }
+}
+
+fn worst<T: Serialize>(entries: &[Entry<T>], judge: impl Fn(&T) -> Outcome) -> Outcome {
+    entries.iter().map(|e| e.result.as_ref().map_or(Outcome::Failed, &judge)).max().unwrap_or(Outcome::Failed)
+}
+
+impl From<SourceError> for AuditError {
+    fn from(e: SourceError) -> Self {
+        AuditError::Source(e)
+    }
 }

@@ -74,7 +74,7 @@ fn random_bytes_are_not_bbolt() {
     let b: Vec<u8> = (0..65536).map(|_| rng.next() as u8).collect();
     let r = inspect_bytes(&b);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not a bbolt database"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a recognized backup"), "{}", r.stderr);
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn a_wal_file_is_not_a_database() {
     let r = run(&["inspect", path_str(&upstream("TestNew.wal"))]);
     assert_eq!(r.code, 2);
     assert_eq!(r.stderr.lines().count(), 1, "one line per failed source: {}", r.stderr);
-    assert!(r.stderr.contains("not a bbolt database"));
+    assert!(r.stderr.contains("not a recognized backup"), "{}", r.stderr);
 }
 
 #[test]
@@ -122,5 +122,5 @@ fn several_sources_the_highest_code_wins_and_json_is_still_printed() {
     assert_eq!(r.code, 2);
     let doc = r.json();
     assert_eq!(doc["backups"][0]["error"], Value::Null);
-    assert!(doc["backups"][1]["error"].as_str().unwrap().contains("not a bbolt"));
+    assert!(doc["backups"][1]["error"].as_str().unwrap().contains("not a recognized backup"));
 }

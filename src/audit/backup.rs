@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use super::AuditError;
 use crate::bolt::{self, CheckReport, Db, Layout, MetaError};
-use crate::container::{self, Trailer};
+use crate::container::{self, Kind, Trailer};
 use crate::etcd::{EtcdMeta, META_BUCKET};
 
 /// One backup, opened and walked once; every audit reads from this.
@@ -18,7 +18,7 @@ pub struct Backup<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Integrity {
     pub sha256_trailer: Trailer,
-    pub meta: [MetaState; 2],
+    pub meta: Vec<MetaState>,
     pub bbolt_errors: Vec<String>,
     /// Not errors: torn WAL tails and the like.
     pub notes: Vec<String>,
@@ -48,7 +48,7 @@ impl<'a> Backup<'a> {
             },
         );
         let etcd_meta = layout.bucket(META_BUCKET).map(EtcdMeta::read).unwrap_or_default();
-        let meta = [0u8, 1].map(|i| meta_state(i, &db.metas()[i as usize]));
+        let meta: Vec<MetaState> = (0u8..2).map(|i| meta_state(i, &db.metas()[i as usize])).collect();
         let ok = trailer != Trailer::Mismatch && meta.iter().all(|m| m.valid) && check.errors.is_empty();
         let integrity = Integrity {
             sha256_trailer: trailer,
@@ -57,7 +57,8 @@ impl<'a> Backup<'a> {
             notes: vec![],
             ok,
         };
-        let container = vec![container::kind(has_trailer).to_string()];
+        let kind = if has_trailer { Kind::EtcdSnapshot } else { Kind::Bbolt };
+        let container = vec![kind.name().to_string()];
         Ok(Backup { container, db, layout, check, etcd_meta, integrity })
     }
 }

@@ -18,7 +18,8 @@ pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use scan::{
-    scan, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport, Summary,
+    scan, scan_delta, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport,
+    Summary,
 };
 pub use scope::Scope;
 pub use verdict::{Class, Judge, KmsOverride, Verdict};
@@ -29,7 +30,11 @@ use crate::source::SourceError;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(SourceError),
+    #[error(transparent)]
+    Container(#[from] crate::container::ContainerError),
+    #[error("{0}")]
+    NoDatabase(&'static str),
     #[error(transparent)]
     Bolt(#[from] BoltError),
     #[error("no `key` bucket: this bbolt file is not an etcd v3 database")]

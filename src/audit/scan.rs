@@ -12,6 +12,8 @@ use super::forensics::{self, KeyFilter, ResidueRecord, WalRecord};
 use super::pairing::{pairing, KeyUse};
 use super::verdict::{Class, Judge, Verdict};
 use super::{AuditError, Backup, Integrity, Scope};
+use crate::container::gardener::Delta;
+use crate::container::Trailer;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, RegistryKey};
@@ -49,7 +51,8 @@ pub struct EtcdSummary {
     pub compact_revision: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_compact_revision: Option<i64>,
-    pub page_size: usize,
+    /// `None` for a delta snapshot, which has no pages.
+    pub page_size: Option<usize>,
     pub size_bytes: u64,
     pub etcd_prefix: String,
     /// `key` bucket rows that are not a revision key with a KeyValue.
@@ -134,37 +137,15 @@ pub fn scan(
     wal: Option<&[(String, WalFile)]>,
 ) -> Result<ScanReport, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
-    let (mut rows, undecodable) = read_rows(&bucket.leaves);
-    let prefix =
-        opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string());
+    let (rows, undecodable) = read_rows(&bucket.leaves);
+    let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let residue = opts.residue.then(|| {
         let in_tree: HashSet<(i64, i64)> = rows.iter().map(|r| (r.rev.main, r.rev.sub)).collect();
         forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
     });
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
-    rows.retain(|r| r.kv.key.starts_with(prefix.as_bytes()));
-    rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
-
-    let groups: Vec<&[Row]> = rows.chunk_by(|a, b| a.kv.key == b.kv.key).collect();
-    let in_scope: Vec<(RegistryKey, &[Row])> =
-        groups.into_iter().filter_map(|g| Some((filter.parse(g[0].kv.key)?, g))).collect();
-
-    let entries: Vec<EntryRecord> = in_scope
-        .par_iter()
-        .filter_map(|(rk, g)| {
-            let live = g.last().filter(|r| !r.rev.tombstone)?;
-            Some(entry(rk, live, judge.judge(live.kv.key, rk, live.kv.value)))
-        })
-        .collect();
-    let history = opts.history.then(|| history(&in_scope, judge));
-
-    let summary = Summary::of(entries.iter().map(|e| &e.verdict));
-    let forensics = Forensics {
-        history: history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
-        residue: residue.as_ref().map(|r| Summary::of(r.iter().map(|r| &r.verdict))),
-        wal: wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
-    };
+    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
         revision: rows_revision(&bucket.leaves),
@@ -172,28 +153,130 @@ pub fn scan(
         scheduled_compact_revision: meta
             .scheduled_compact_revision
             .filter(|s| Some(*s) != meta.finished_compact_revision),
-        page_size: backup.db.page_size(),
+        page_size: Some(backup.db.page_size()),
         size_bytes: backup.db.size(),
         etcd_prefix: prefix.clone(),
         undecodable_rows: undecodable,
     };
+    let exposure = Exposure { history, residue, wal };
+    Ok(assemble(backup.container.clone(), backup.integrity.clone(), etcd, entries, exposure, judge))
+}
+
+/// Scans a Gardener delta snapshot: the last PUT of each key is its entry,
+/// earlier PUTs and DELETEs are history (there are no pages to carve).
+pub fn scan_delta(
+    delta: &Delta,
+    container: Vec<String>,
+    size_bytes: u64,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+) -> ScanReport {
+    let mut rows: Vec<Row> = Vec::with_capacity(delta.events.len());
+    for (i, e) in delta.events.iter().enumerate() {
+        // Events of one revision (a txn) keep their order as sub revisions.
+        let sub = delta.events[..i].iter().rev().take_while(|p| p.mod_revision == e.mod_revision).count();
+        let kv = KeyValueRef {
+            key: &e.key,
+            create_revision: e.create_revision,
+            mod_revision: e.mod_revision,
+            version: e.version,
+            value: &e.value,
+            lease: 0,
+        };
+        rows.push(Row { rev: Revision { main: e.mod_revision, sub: sub as i64, tombstone: e.delete }, kv });
+    }
+    let prefix = prefix_of(opts, &rows);
+    let filter = KeyFilter { prefix: &prefix, scope };
+    let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
+    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
+    let integrity = Integrity {
+        sha256_trailer: delta.hash,
+        meta: vec![],
+        bbolt_errors: vec![],
+        notes: vec![],
+        ok: delta.hash != Trailer::Mismatch,
+    };
+    let etcd = EtcdSummary {
+        revision,
+        compact_revision: None,
+        scheduled_compact_revision: None,
+        page_size: None,
+        size_bytes,
+        etcd_prefix: prefix.clone(),
+        undecodable_rows: 0,
+    };
+    let exposure = Exposure { history, residue: None, wal: None };
+    assemble(container, integrity, etcd, entries, exposure, judge)
+}
+
+fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
+    opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string())
+}
+
+/// Keeps the newest revision of every in-scope key as its entry (none when
+/// it is a tombstone) and, when asked, judges every other revision too.
+fn judge_rows(
+    mut rows: Vec<Row>,
+    filter: &KeyFilter,
+    judge: &Judge,
+    with_history: bool,
+) -> (Vec<EntryRecord>, Option<Vec<HistoryRecord>>) {
+    rows.retain(|r| r.kv.key.starts_with(filter.prefix.as_bytes()));
+    rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
+    let in_scope: Vec<(RegistryKey, &[Row])> = rows
+        .chunk_by(|a, b| a.kv.key == b.kv.key)
+        .filter_map(|g| Some((filter.parse(g[0].kv.key)?, g)))
+        .collect();
+    let entries: Vec<EntryRecord> = in_scope
+        .par_iter()
+        .filter_map(|(rk, g)| {
+            let live = g.last().filter(|r| !r.rev.tombstone)?;
+            Some(entry(rk, live, judge.judge(live.kv.key, rk, live.kv.value)))
+        })
+        .collect();
+    let history = with_history.then(|| history(&in_scope, judge));
+    (entries, history)
+}
+
+/// What an attacker reads beyond the live entries, as far as it was asked for.
+struct Exposure {
+    history: Option<Vec<HistoryRecord>>,
+    residue: Option<Vec<ResidueRecord>>,
+    wal: Option<Vec<WalRecord>>,
+}
+
+fn assemble(
+    container: Vec<String>,
+    integrity: Integrity,
+    etcd: EtcdSummary,
+    entries: Vec<EntryRecord>,
+    x: Exposure,
+    judge: &Judge,
+) -> ScanReport {
+    let summary = Summary::of(entries.iter().map(|e| &e.verdict));
+    let forensics = Forensics {
+        history: x.history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
+        residue: x.residue.as_ref().map(|r| Summary::of(r.iter().map(|r| &r.verdict))),
+        wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
+    };
     let keys = pairing(&entries, judge);
     let findings =
-        findings(&backup.integrity, &entries, history.as_deref(), residue.as_deref(), wal.as_deref(), judge);
-    Ok(ScanReport {
-        container: backup.container.clone(),
-        integrity: backup.integrity.clone(),
+        findings(&integrity, &entries, x.history.as_deref(), x.residue.as_deref(), x.wal.as_deref(), judge);
+    ScanReport {
+        container,
+        integrity,
         etcd,
         summary,
         forensics,
         keys,
         entries,
-        history,
-        residue,
-        wal,
+        history: x.history,
+        residue: x.residue,
+        wal: x.wal,
         findings,
         failed_on: Vec::new(),
-    })
+    }
 }
 
 /// Decodes every row of the `key` bucket in parallel, borrowing from the map.

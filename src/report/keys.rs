@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::scan::{keys_table, summary_line};
-use super::{json, Entry, Format};
+use super::{json, skipped_table, Entry, Format, Skipped};
 use crate::audit::{Class, KeyUse, ScanReport, Summary};
 
 pub const SCHEMA: &str = "etcd-audit.keys/v1";
@@ -35,10 +35,10 @@ impl Pairing {
     }
 }
 
-pub fn render(backups: &[Entry<Pairing>], format: Format) -> String {
+pub fn render(backups: &[Entry<Pairing>], skipped: &[Skipped], format: Format) -> String {
     match format {
-        Format::Json => json(SCHEMA, backups),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n"),
+        Format::Json => json(SCHEMA, backups, skipped),
+        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
     }
 }
 

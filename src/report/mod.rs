@@ -22,14 +22,27 @@ pub struct Entry<T: Serialize> {
     pub result: Option<T>,
 }
 
+/// A file inside a walked folder or archive that is not a backup.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
 #[derive(Serialize)]
 struct Document<'a, T: Serialize> {
     schema: &'static str,
     tool_version: &'static str,
     backups: &'a [Entry<T>],
+    skipped: &'a [Skipped],
 }
 
-fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>]) -> String {
-    let doc = Document { schema, tool_version: crate::TOOL_VERSION, backups };
+fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>], skipped: &[Skipped]) -> String {
+    let doc = Document { schema, tool_version: crate::TOOL_VERSION, backups, skipped };
     serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n"
+}
+
+/// The table footer listing skipped files, if any.
+fn skipped_table(skipped: &[Skipped]) -> String {
+    skipped.iter().map(|s| format!("skipped     {} ({})\n", s.path, s.reason)).collect()
 }

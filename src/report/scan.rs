@@ -1,14 +1,14 @@
 use std::fmt::Write;
 
-use super::{json, Entry, Format};
+use super::{json, skipped_table, Entry, Format, Skipped};
 use crate::audit::{Class, KeyUse, ScanReport};
 
 pub const SCHEMA: &str = "etcd-audit.scan/v1";
 
-pub fn render(backups: &[Entry<ScanReport>], format: Format) -> String {
+pub fn render(backups: &[Entry<ScanReport>], skipped: &[Skipped], format: Format) -> String {
     match format {
-        Format::Json => json(SCHEMA, backups),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n"),
+        Format::Json => json(SCHEMA, backups, skipped),
+        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
     }
 }
 

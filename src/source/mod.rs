@@ -1,5 +1,6 @@
-//! Where backup bytes come from. Local files are memory-mapped read-only;
-//! a directory is an etcd data dir (its `member/snap/db` and `member/wal`).
+//! Where backup bytes come from: local files (memory-mapped read-only) and
+//! directories (an etcd data dir, a k3s/rke2 server dir, or any folder of
+//! backups, walked recursively).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,69 +11,100 @@ use memmap2::Mmap;
 pub enum SourceError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{0}: a directory without an etcd database (looked for member/snap/db and server/db/etcd/member/snap/db)")]
-    NoDatabase(String),
 }
 
-/// A read-only view of one file's bytes.
-pub struct SourceBytes {
-    pub name: String,
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io { path: path.display().to_string(), source }
+}
+
+/// A read-only view of one file's bytes (a source file, or a temporary file
+/// that an unpacked container was written to).
+pub struct Blob {
     map: Option<Mmap>,
 }
 
-impl SourceBytes {
+impl Blob {
+    /// Maps a local file read-only. The map is never written through; if another
+    /// process truncates the file while we read it, the kernel may signal us, as
+    /// with any mmap-based reader, so audit copies, not files still being written.
+    pub fn open(path: &Path) -> Result<Blob, SourceError> {
+        let file = File::open(path).map_err(io_error(path))?;
+        Blob::map(&file).map_err(io_error(path))
+    }
+
+    pub fn map(file: &File) -> std::io::Result<Blob> {
+        // A zero-length file cannot be mapped; it is simply empty.
+        let map = if file.metadata()?.len() == 0 { None } else { Some(unsafe { Mmap::map(file) }?) };
+        Ok(Blob { map })
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }
 }
 
-/// One backup to audit: the database, and the WAL segments when the source
-/// is a data dir.
-pub struct Input {
-    pub db: SourceBytes,
-    /// `None` when the source has no WAL (a snapshot file).
-    pub wal: Option<Vec<SourceBytes>>,
+/// Something a source holds that may be a backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// A file: a snapshot, a db copy, or a container holding one.
+    File(PathBuf),
+    /// An etcd data dir: its `member/snap/db` and `member/wal/*.wal`.
+    DataDir(PathBuf),
 }
 
-/// Opens a file, or a data dir: `<dir>/member`, or k3s/rke2's
-/// `<dir>/server/db/etcd/member`.
-pub fn open(path: &Path) -> Result<Input, SourceError> {
-    if !path.is_dir() {
-        return Ok(Input { db: open_file(path)?, wal: None });
+impl Found {
+    pub fn path(&self) -> &Path {
+        match self {
+            Found::File(p) | Found::DataDir(p) => p,
+        }
     }
-    let member = [path.join("member"), path.join("server/db/etcd/member")]
-        .into_iter()
-        .find(|m| m.join("snap/db").is_file())
-        .ok_or_else(|| SourceError::NoDatabase(path.display().to_string()))?;
-    let db = open_file(&member.join("snap/db"))?;
-    let wal = wal_segments(&member.join("wal"))?.iter().map(|p| open_file(p)).collect::<Result<_, _>>()?;
-    Ok(Input { db, wal: Some(wal) })
 }
 
-/// `*.wal` in sequence order (the names are `%016x-%016x.wal`, so names sort).
-fn wal_segments(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let io = |source| SourceError::Io { path: dir.display().to_string(), source };
-    if !dir.is_dir() {
-        return Ok(vec![]);
+/// What a path holds, in a stable order: a file is itself; a directory that
+/// holds `member/snap/db` is a data dir; any other directory is walked.
+pub fn discover(path: &Path) -> Result<Vec<Found>, SourceError> {
+    let mut found = Vec::new();
+    walk(path, &mut found, 0)?;
+    Ok(found)
+}
+
+const MAX_DEPTH: usize = 32;
+
+fn walk(path: &Path, found: &mut Vec<Found>, depth: usize) -> Result<(), SourceError> {
+    let meta = std::fs::symlink_metadata(path).map_err(io_error(path))?;
+    if meta.is_file() || (meta.file_type().is_symlink() && depth == 0 && path.is_file()) {
+        found.push(Found::File(path.to_path_buf()));
+        return Ok(());
     }
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
+    // Symlinks inside a walked folder are not followed: they can loop or escape.
+    if !meta.is_dir() && !(depth == 0 && path.is_dir()) || depth > MAX_DEPTH {
+        return Ok(());
+    }
+    if path.join("member/snap/db").is_file() {
+        found.push(Found::DataDir(path.to_path_buf()));
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(path).map_err(io_error(path))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for entry in entries {
+        walk(&entry, found, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// The database and WAL segments of a data dir. WAL names are
+/// `%016x-%016x.wal`, so sorting by name is sequence order.
+pub fn data_dir(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>), SourceError> {
+    let wal_dir = dir.join("member/wal");
+    let mut segments: Vec<PathBuf> = match std::fs::read_dir(&wal_dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(io_error(&wal_dir)(e)),
+    };
     segments.sort();
-    Ok(segments)
-}
-
-/// Maps a local file read-only. The map is never written through; if another
-/// process truncates the file while we read it, the kernel may signal us, as
-/// with any mmap-based reader, so audit copies, not files still being written.
-pub fn open_file(path: &Path) -> Result<SourceBytes, SourceError> {
-    let name = path.display().to_string();
-    let io = |source| SourceError::Io { path: name.clone(), source };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    // A zero-length file cannot be mapped; it is simply empty.
-    let map = if len == 0 { None } else { Some(unsafe { Mmap::map(&file) }.map_err(io)?) };
-    Ok(SourceBytes { name, map })
+    Ok((dir.join("member/snap/db"), segments))
 }
