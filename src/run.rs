@@ -14,6 +14,7 @@ use crate::container::{self, gardener, ContainerError, Content, Limits};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
 use crate::report::{self, keys::Pairing, Entry, Format, Skipped};
+use crate::source::remote::{ObjectUrl, Remote};
 use crate::source::{self, Blob, Found, SourceError};
 
 pub struct ScanArgs {
@@ -63,7 +64,12 @@ pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
     let (entries, skipped) = scan_all(args)?;
     let entries: Vec<Entry<Pairing>> = entries
         .into_iter()
-        .map(|e| Entry { source: e.source, error: e.error, result: e.result.map(Pairing::of) })
+        .map(|e| Entry {
+            source: e.source,
+            error: e.error,
+            result: e.result.map(Pairing::of),
+            object: e.object,
+        })
         .collect();
     let outcome =
         worst(&entries, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
@@ -121,6 +127,9 @@ fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], limits: Limits, audit
         .par_iter()
         .map(|path| {
             let name = path.display().to_string();
+            if let Some(url) = ObjectUrl::parse(&name) {
+                return visit_remote(&url, limits, audit);
+            }
             match source::discover(path) {
                 Ok(found) => {
                     let explicit = found.len() == 1 && found[0].path() == path.as_path();
@@ -130,12 +139,36 @@ fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], limits: Limits, audit
             }
         })
         .collect();
-    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
-    for (e, s) in per_source {
-        entries.extend(e);
-        skipped.extend(s);
-    }
-    (entries, skipped)
+    merge(per_source)
+}
+
+/// Every object the URL names, downloaded (several at once) and audited.
+fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, limits: Limits, audit: &AuditFn<T>) -> Audited<T> {
+    let remote = match Remote::connect(url) {
+        Ok(remote) => remote,
+        Err(e) => return (vec![failed(format!("{}://{}/{}", url.scheme, url.bucket, url.key), &e)], vec![]),
+    };
+    let objects = match remote.objects() {
+        Ok(objects) => objects,
+        Err(e) => return (vec![failed(format!("{}://{}/{}", url.scheme, url.bucket, url.key), &e)], vec![]),
+    };
+    let explicit = objects.len() == 1;
+    let results: Vec<Audited<T>> = objects
+        .into_par_iter()
+        .map(|mut object| {
+            let name = object.url.clone();
+            let blob = match remote.download(&mut object) {
+                Ok(blob) => blob,
+                Err(e) => return (vec![failed(name, &e)], vec![]),
+            };
+            let (mut entries, skipped) = visit_blob(blob, &name, vec![], explicit, limits, audit);
+            for e in &mut entries {
+                e.object = Some(object.clone());
+            }
+            (entries, skipped)
+        })
+        .collect();
+    merge(results)
 }
 
 /// `archive` is `(display name, temp root, chain)` when `found` came out of an archive.
@@ -148,12 +181,7 @@ fn visit_all<T: Serialize + Send>(
 ) -> Audited<T> {
     let results: Vec<Audited<T>> =
         found.par_iter().map(|f| visit(f, archive, explicit, limits, audit)).collect();
-    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
-    for (e, s) in results {
-        entries.extend(e);
-        skipped.extend(s);
-    }
-    (entries, skipped)
+    merge(results)
 }
 
 fn visit<T: Serialize + Send>(
@@ -170,49 +198,63 @@ fn visit<T: Serialize + Send>(
         }
         None => (found.path().display().to_string(), vec![]),
     };
-    let result = match found {
-        Found::DataDir(dir) => audit_data_dir(dir, outer_chain, audit),
-        Found::File(path) => match Blob::open(path).map_err(AuditError::from).and_then(|blob| {
-            let mut budget = limits.max_unpacked_bytes;
-            container::unwrap(blob, &path.display().to_string(), &mut budget).map_err(AuditError::from)
-        }) {
-            Err(AuditError::Container(ContainerError::Unrecognized)) if !explicit => {
-                return (
-                    vec![],
-                    vec![Skipped { path: name, reason: ContainerError::Unrecognized.to_string() }],
-                );
-            }
-            Err(e) => Err(e),
-            Ok(unwrapped) => {
-                let chain: Vec<String> =
-                    outer_chain.into_iter().chain(unwrapped.chain.iter().map(|c| c.to_string())).collect();
-                match unwrapped.content {
-                    Content::Database(blob) => {
-                        audit(&Unit::Database { bytes: blob.bytes(), chain: &chain, wal: None })
-                    }
-                    Content::Delta(blob) => {
-                        gardener::parse(blob.bytes()).map_err(AuditError::from).and_then(|delta| {
-                            audit(&Unit::Delta {
-                                delta: &delta,
-                                chain: &chain,
-                                size: blob.bytes().len() as u64,
-                            })
-                        })
-                    }
-                    Content::Directory(dir) => {
-                        return match source::discover(dir.path()) {
-                            Ok(inner) => {
-                                visit_all(&inner, Some((&name, dir.path(), &chain)), false, limits, audit)
-                            }
-                            Err(e) => (vec![failed(name, &e)], vec![]),
-                        };
-                    }
-                }
-            }
+    match found {
+        Found::DataDir(dir) => one(name, audit_data_dir(dir, outer_chain, audit)),
+        Found::File(path) => match Blob::open(path) {
+            Ok(blob) => visit_blob(blob, &name, outer_chain, explicit, limits, audit),
+            Err(e) => (vec![failed(name, &e)], vec![]),
         },
+    }
+}
+
+/// Unwraps one file's bytes and audits what is inside.
+fn visit_blob<T: Serialize + Send>(
+    blob: Blob,
+    name: &str,
+    outer_chain: Vec<String>,
+    explicit: bool,
+    limits: Limits,
+    audit: &AuditFn<T>,
+) -> Audited<T> {
+    let mut budget = limits.max_unpacked_bytes;
+    let unwrapped = match container::unwrap(blob, name, &mut budget) {
+        Ok(u) => u,
+        Err(ContainerError::Unrecognized) if !explicit => {
+            let reason = ContainerError::Unrecognized.to_string();
+            return (vec![], vec![Skipped { path: name.to_string(), reason }]);
+        }
+        Err(e) => return (vec![failed(name.to_string(), &e)], vec![]),
     };
+    let chain: Vec<String> =
+        outer_chain.into_iter().chain(unwrapped.chain.iter().map(|c| c.to_string())).collect();
+    let result = match unwrapped.content {
+        Content::Database(blob) => audit(&Unit::Database { bytes: blob.bytes(), chain: &chain, wal: None }),
+        Content::Delta(blob) => gardener::parse(blob.bytes()).map_err(AuditError::from).and_then(|delta| {
+            audit(&Unit::Delta { delta: &delta, chain: &chain, size: blob.bytes().len() as u64 })
+        }),
+        Content::Directory(dir) => {
+            return match source::discover(dir.path()) {
+                Ok(inner) => visit_all(&inner, Some((name, dir.path(), &chain)), false, limits, audit),
+                Err(e) => (vec![failed(name.to_string(), &e)], vec![]),
+            };
+        }
+    };
+    one(name.to_string(), result)
+}
+
+/// Concatenates per-part results, keeping their order.
+fn merge<T: Serialize>(parts: Vec<Audited<T>>) -> Audited<T> {
+    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
+    for (e, s) in parts {
+        entries.extend(e);
+        skipped.extend(s);
+    }
+    (entries, skipped)
+}
+
+fn one<T: Serialize>(name: String, result: Result<T, AuditError>) -> Audited<T> {
     match result {
-        Ok(r) => (vec![Entry { source: name, error: None, result: Some(r) }], vec![]),
+        Ok(r) => (vec![Entry { source: name, error: None, result: Some(r), object: None }], vec![]),
         Err(e) => (vec![failed(name, &e)], vec![]),
     }
 }
@@ -236,7 +278,7 @@ fn file_name(path: &Path) -> String {
 
 fn failed<T: Serialize>(source: String, e: &dyn std::fmt::Display) -> Entry<T> {
     eprintln!("etcd-audit: {source}: {e}");
-    Entry { source, error: Some(e.to_string()), result: None }
+    Entry { source, error: Some(e.to_string()), result: None, object: None }
 }
 
 fn worst<T: Serialize>(entries: &[Entry<T>], judge: impl Fn(&T) -> Outcome) -> Outcome {

@@ -15,9 +15,12 @@ pub enum Format {
 
 /// A per-source result: the audit, or the reason it could not run.
 #[derive(Debug, Serialize)]
-pub struct Entry<T: Serialize> {
+pub struct Entry<T> {
     pub source: String,
     pub error: Option<String>,
+    /// Object storage facts (size, ETag, user metadata, k3s sidecar) for remote sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<crate::source::remote::RemoteObject>,
     #[serde(flatten)]
     pub result: Option<T>,
 }

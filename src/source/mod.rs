@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+pub mod remote;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// Shown after the URL the report already names.
+    #[error("{reason}")]
+    Remote { url: String, reason: String },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {

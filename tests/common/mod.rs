@@ -22,8 +22,15 @@ impl Run {
 /// Runs `etcd-audit` and fails the test if it hangs (a harness guard, not a
 /// timing assertion) or panics.
 pub fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_etcd-audit"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_BACKTRACE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
