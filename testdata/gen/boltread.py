@@ -100,6 +100,47 @@ class Bolt:
         self.reachable.setdefault(1, 4)
         return [p for p in range(2, self.meta["pgid"]) if p not in self.reachable]
 
+    def unreachable(self):
+        """Pages in [2, len(file) / page_size) that the active meta's tree does not reach: the
+        free pages below the high-water mark plus any page past it (a live file can be longer).
+        The snapshot trailer is already cut off."""
+        return [p for p in range(2, len(self.buf) // self.page_size) if p not in self.reachable]
+
+    def runs(self, pages):
+        """Group sorted page ids into runs of adjacent pages: [(first, count)]."""
+        out = []
+        for p in pages:
+            if out and out[-1][0] + out[-1][1] == p:
+                out[-1][1] += 1
+            else:
+                out.append([p, 1])
+        return [tuple(r) for r in out]
+
+    def carve_leaves(self, pages):
+        """Leaf elements left in unreachable pages. For every page of `pages` whose header
+        is a leaf naming itself, yield (pgid, flags, key, value) for each element whose bytes lie
+        inside the page and those of its overflow pages that are unreachable too (a reused
+        overflow page cuts the run short)."""
+        free, ps = set(pages), self.page_size
+        for p in pages:
+            off = p * ps
+            pid, flags, count, overflow = struct.unpack_from("<QHHI", self.buf, off)
+            if pid != p or flags != 0x02:
+                continue
+            span = 1
+            while span <= overflow and p + span in free:
+                span += 1
+            end = min(off + span * ps, len(self.buf))
+            for i in range(count):
+                e = off + 16 + 16 * i
+                if e + 16 > end:
+                    break
+                eflags, pos, ksize, vsize = struct.unpack_from("<IIII", self.buf, e)
+                ks = e + pos
+                if ks + ksize + vsize > end:
+                    continue
+                yield p, eflags, self.buf[ks:ks + ksize], self.buf[ks + ksize:ks + ksize + vsize]
+
     def stats(self):
         kinds = {}
         for f in self.reachable.values():

@@ -171,6 +171,20 @@ def endpoints_pb(name, namespace, ip: str) -> bytes:
     return unknown("Endpoints", raw)
 
 
+def micro_time(seconds: int) -> bytes:
+    return pb_varint(1, seconds)  # MicroTime{1 seconds, 2 nanos}; nanos omitted (0)
+
+
+def lease_pb(name, namespace, holder: str, renew: int, duration=40, **meta) -> bytes:
+    """coordination.k8s.io/v1 Lease{1 metadata, 2 spec}: what node heartbeats rewrite every
+    10 s (/registry/leases/kube-node-lease/<node>). LeaseSpec{1 holderIdentity,
+    2 leaseDurationSeconds, 3 acquireTime, 4 renewTime}."""
+    spec = pb_bytes(1, holder) + pb_varint(2, duration) + pb_bytes(3, micro_time(FIXED_EPOCH))
+    spec += pb_bytes(4, micro_time(renew))
+    raw = pb_bytes(1, object_meta(name, namespace, **meta)) + pb_bytes(2, spec)
+    return unknown("Lease", raw, api_version="coordination.k8s.io/v1")
+
+
 def _json(obj) -> bytes:
     # Go's encoding/json: compact, struct field order, trailing newline from json.Encoder.
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
@@ -414,6 +428,35 @@ class Etcd:
         r = self.call("kv/deleterange", {"key": _b64(key)})
         assert int(r.get("deleted", 0)) == 1, f"delete {key!r}: {r}"
         return int(r["header"]["revision"])
+
+    def txn_put(self, key, value: bytes, mod_revision=0) -> int:
+        """Put the way kube-apiserver does (k8s.io/apiserver/pkg/storage/etcd3/store.go): a Txn
+        If(ModRevision(key) == mod_revision).Then(OpPut). Creates (mod_revision 0) have no Else;
+        updates have Else(OpGet). Returns the revision of the put; fails if the compare fails."""
+        body = {"compare": [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+                "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}]}
+        if mod_revision:
+            body["failure"] = [{"request_range": {"key": _b64(key)}}]
+        r = self.call("kv/txn", body)
+        assert r.get("succeeded"), f"txn put {key!r}: compare failed: {r}"
+        return int(r["header"]["revision"])
+
+    def txn_delete(self, key, mod_revision: int) -> int:
+        """Delete as the apiserver does: Txn If(ModRevision == rev).Then(OpDelete).Else(OpGet)."""
+        body = {"compare": [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+                "success": [{"request_delete_range": {"key": _b64(key)}}],
+                "failure": [{"request_range": {"key": _b64(key)}}]}
+        r = self.call("kv/txn", body)
+        assert r.get("succeeded"), f"txn delete {key!r}: compare failed: {r}"
+        assert int(r["responses"][0]["response_delete_range"].get("deleted", 0)) == 1, r
+        return int(r["header"]["revision"])
+
+    def version(self) -> dict:
+        """GET /version: {"etcdserver": ..., "etcdcluster": ...} ("not_decided" until the
+        leader has set the cluster version through raft)."""
+        self.conn.request("GET", "/version")
+        resp = self.conn.getresponse()
+        return json.loads(resp.read())
 
     def compact(self, revision: int):
         self.call("kv/compaction", {"revision": revision, "physical": True})

@@ -43,17 +43,19 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_etcd BINARY NAME: sets ETCD_PID, PORT (client) and DATA (data dir).
+# start_etcd BINARY NAME [DATA_DIR]: sets ETCD_PID, PORT (client) and DATA (data dir, by default
+# $WORK/NAME). An existing DATA_DIR is restarted: etcd then takes the member from its WAL and
+# ignores the --initial-* flags, so the new ports do not matter for a single member.
 start_etcd() {
     local bin=$1 name=$2 peer
     PORT=$(free_port)
     peer=$(free_port)
-    DATA=$WORK/$name
+    DATA=${3:-$WORK/$name}
     "$bin" --name "$name" --data-dir "$DATA" \
         --listen-client-urls "http://127.0.0.1:$PORT" --advertise-client-urls "http://127.0.0.1:$PORT" \
         --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
         --initial-cluster "$name=http://127.0.0.1:$peer" --enable-v2=false \
-        >"$WORK/$name.log" 2>&1 &
+        >>"$WORK/$name.log" 2>&1 &
     ETCD_PID=$!
     for _ in $(seq 100); do
         if curl -sf "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"health":"true"'; then
@@ -81,7 +83,7 @@ python3 "$GEN/k8senc.py"   # encoder self-test against the official vectors firs
 
 # Remove only what this script produces.
 rm -f "$TD"/*.db "$TD"/*.status.json "$TD"/*.expected.json
-rm -rf "$TD/scan"
+rm -rf "$TD/scan" "$TD/etcd35-forensics-datadir"
 
 echo "== bbolt files with 16 KiB / 64 KiB pages"
 GOPATH=/usr/share/gocode GO111MODULE=off go build -o "$WORK/boltpages" "$GEN/boltpages.go"
@@ -112,7 +114,35 @@ python3 "$GEN/populate.py" openshift --port "$PORT" --out "$TD"
 snapshot "$ETCDCTL35" "$TD/etcd35-openshift.snapshot.db"
 stop_etcd
 
+# forensics: the plaintext that enabling encryption leaves behind (history, free pages, WAL).
+F=etcd35-forensics
+start_etcd "$ETCD35" $F
+python3 "$GEN/populate.py" forensics --port "$PORT" --out "$TD"
+snapshot "$ETCDCTL35" "$TD/$F.snapshot.db"
+stop_etcd
+FDATA=$DATA
+cp "$FDATA/member/snap/db" "$TD/$F.member.db"
+python3 "$GEN/forensics.py" datadir "$FDATA" "$TD/$F-datadir"   # db, *.snap, WAL cut after its data
+# The cut WAL must still be a valid log: etcd restarts on a copy and serves the same data, and
+# on a copy without member/snap/db it rebuilds the whole database from the WAL alone.
+for check in restart wal-only; do
+    cp -r "$TD/$F-datadir" "$WORK/$F-$check"
+    [[ $check == wal-only ]] && rm "$WORK/$F-$check/member/snap/db"
+    chmod -R go-rwx "$WORK/$F-$check"
+    start_etcd "$ETCD35" $F "$WORK/$F-$check"
+    python3 "$GEN/forensics.py" check-live --port "$PORT" --td "$TD"
+    stop_etcd
+done
+# Defragment the original data dir, then snapshot it again: no free pages with old data left.
+start_etcd "$ETCD35" $F "$FDATA"
+"$ETCDCTL35" --endpoints "http://127.0.0.1:$PORT" defrag >"$WORK/defrag.log" 2>&1 \
+    || { cat "$WORK/defrag.log" >&2; exit 1; }
+snapshot "$ETCDCTL35" "$TD/$F-defrag.snapshot.db"
+stop_etcd
+python3 "$GEN/forensics.py" finish "$TD"   # residue and wal sections of the expected.json
+
 chmod 0644 "$TD"/*.db   # etcd and bbolt create 0600 files
+chmod -R u=rwX,go=rX "$TD/$F-datadir"
 
 echo "== etcdutl snapshot status"
 for db in "$TD"/*.db; do

@@ -4,6 +4,7 @@
     populate.py basic     --port P --tag etcd35 --out DIR   # Kubernetes-shaped plaintext data
     populate.py scan      --port P --out DIR                # the verdict scenario (+ scan/ configs)
     populate.py openshift --port P --out DIR                # /kubernetes.io prefix
+    populate.py forensics --port P --out DIR                # plaintext left behind (history, free pages, WAL)
 
 Each writes DIR/<name>.expected.json from what it *knows* it wrote (revisions come from etcd's
 put/delete responses), so tests never have to trust the auditor to describe the fixture.
@@ -18,6 +19,7 @@ import json
 import os
 import random
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8senc as k  # noqa: E402
@@ -56,7 +58,9 @@ class Recorder:
         self.live = {}  # key -> index of its live revision in self.revs
 
     def put(self, key: str, value: bytes, **info) -> dict:
-        rev = self.etcd.put(key, value)
+        return self._record_put(key, value, self.etcd.put(key, value), info)
+
+    def _record_put(self, key: str, value: bytes, rev: int, info: dict) -> dict:
         prev = self.live.get(key)
         if prev is None:
             create, version = rev, 1
@@ -69,7 +73,9 @@ class Recorder:
         return r
 
     def delete(self, key: str) -> dict:
-        rev = self.etcd.delete(key)
+        return self._record_delete(key, self.etcd.delete(key))
+
+    def _record_delete(self, key: str, rev: int) -> dict:
         del self.live[key]
         r = dict(key=key, mod_revision=rev, create_revision=0, version=0, deleted=True)
         self.revs.append(r)
@@ -627,9 +633,235 @@ def scenario_openshift(etcd: k.Etcd, out_dir: str):
     print(f"openshift: revision {rec.revs[-1]['mod_revision']}, {len(entries)} secrets")
 
 
+# =============================================================================================
+# forensics: the plaintext that enabling encryption leaves behind (history, free pages, WAL)
+# =============================================================================================
+
+# Secrets per namespace forensics-<case>; the marker of revision v of secret s<n> is
+# ETCDAUDIT-SECRET-forensics-<case>-<n>-v<v> (v1 plaintext, v2 aescbc key-new).
+FORENSICS_COUNTS = {"compacted": 30, "history": 30, "deleted": 10}
+FORENSICS_NODES = 40  # node leases: the out-of-scope churn, rewritten every round
+FORENSICS_DELETED_EARLY = 5  # forensics-deleted s1..s5 are deleted before the compaction point
+CURRENT_KEYS = CONFIG_KEYS[0][1]  # every key in scan/config-current.yaml
+
+
+class ApiserverRecorder(Recorder):
+    """A Recorder that writes the way kube-apiserver does: every put and delete is a Txn guarded by
+    the key's current mod_revision (row field via = "txn"). via="put" sends a plain Put instead."""
+
+    def put(self, key: str, value: bytes, via="txn", **info) -> dict:
+        if via == "put":
+            rev = self.etcd.put(key, value)
+        else:
+            prev = self.live.get(key)
+            rev = self.etcd.txn_put(key, value, self.revs[prev]["mod_revision"] if prev is not None else 0)
+        return self._record_put(key, value, rev, dict(info, via=via))
+
+    def delete(self, key: str) -> dict:
+        r = self._record_delete(key, self.etcd.txn_delete(key, self.revs[self.live[key]]["mod_revision"]))
+        r["via"] = "txn"
+        return r
+
+
+def dump_nested(path: str, doc: dict):
+    """dump(), except that dict values holding lists or dicts are expanded one key per line too
+    (the residue section), so diffs stay readable."""
+    def fmt(val, ind):
+        pad = " " * ind
+        if isinstance(val, dict) and any(isinstance(v, (dict, list)) for v in val.values()):
+            items = [f"{pad} {json.dumps(key)}: {fmt(v, ind + 1)}" for key, v in val.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(val, list) and val and isinstance(val[0], dict):
+            rows = ",\n".join(f"{pad}  " + json.dumps(v, ensure_ascii=False) for v in val)
+            return "[\n" + rows + "\n" + pad + " ]"
+        return json.dumps(val, ensure_ascii=False)
+    with open(path, "w") as f:
+        f.write(fmt(doc, 0) + "\n")
+
+
+def wait_cluster_version(etcd: k.Etcd, timeout=10.0):
+    """The leader proposes the cluster version through raft a moment after startup. Waiting for it
+    keeps that entry out of the middle of our writes, so raft indexes repeat from run to run."""
+    deadline = time.monotonic() + timeout
+    while etcd.version().get("etcdcluster", "not_decided") == "not_decided":
+        if time.monotonic() > deadline:
+            raise RuntimeError("etcd cluster version still not decided")
+        time.sleep(0.05)
+
+
+def scenario_forensics(etcd: k.Etcd, out_dir: str):
+    """Secrets written in plaintext, then rewritten with aescbc key-new ("encryption enabled"),
+    deletes, lease churn and a physical compaction in the middle of the rewrite, so that the
+    plaintext survives in MVCC history for some keys and only in free pages / the WAL for others.
+    Writes etcd35-forensics.expected.json without the residue and wal sections: forensics.py
+    finish adds those once the files exist."""
+    wait_cluster_version(etcd)
+    rand = seeded("forensics")
+    rng = random.Random("forensics-rng")
+    rec = ApiserverRecorder(etcd)
+    P = "/registry"
+
+    def in_scope(key):
+        return key.startswith(f"{P}/secrets/")
+
+    for ns in [f"forensics-{c}" for c in FORENSICS_COUNTS] + ["kube-node-lease"]:
+        rec.put(f"{P}/namespaces/{ns}", k.namespace_pb(ns))
+    nodes = [f"node-{i:02d}" for i in range(1, FORENSICS_NODES + 1)]
+    renew = [k.FIXED_EPOCH]
+
+    def lease_round(count=len(nodes)):
+        """Node heartbeats: rewrite `count` node leases. Returns the revision of the last one."""
+        renew[0] += 10
+        for node in nodes[:count]:
+            r = rec.put(f"{P}/leases/kube-node-lease/{node}", k.lease_pb(node, "kube-node-lease", node, renew[0]))
+        return r["mod_revision"]
+
+    tls = {}
+
+    def secret(case, n, version):
+        ns, name = f"forensics-{case}", f"s{n}"
+        marker = f"{MARK}forensics-{case}-{n}-v{version}"
+        if (case, n) not in tls:  # the password (marker) changes per version, tls.key does not
+            tls[(case, n)] = filler(rand, rng.randrange(120, 480))
+        pt = k.secret_pb(name, ns, {"password": marker.encode(), "tls.key": tls[(case, n)]})
+        return f"{P}/secrets/{ns}/{name}", pt, marker
+
+    def put_plain(case, n, note, via="txn"):
+        key, pt, m = secret(case, n, 1)
+        return rec.put(key, pt, via=via, **{"class": "plaintext"}, case=f"forensics-{case}", marker=m,
+                       provider=None, key_name=None, stale=None, encoding="protobuf", note=note)
+
+    def put_encrypted(case, n, note):
+        key, pt, m = secret(case, n, 2)
+        return rec.put(key, k.aescbc("key-new", K["key-new"], pt, rand), **{"class": "decryptable"},
+                       case=f"forensics-{case}", marker=m, provider="aescbc", key_name="key-new", stale=False,
+                       encoding="protobuf", note=note)
+
+    # 1. Before encryption at rest: every secret is written in plaintext (protobuf).
+    lease_round()
+    for n in range(1, FORENSICS_COUNTS["compacted"] + 1):  # odd n: plain Put, even n: Txn
+        put_plain("compacted", n, "plaintext v1; compacted away", via="put" if n % 2 else "txn")
+    lease_round()
+    for n in range(1, FORENSICS_COUNTS["history"] + 1):
+        put_plain("history", n, "plaintext v1; the base revision kept by the compaction")
+    lease_round()
+    for n in range(1, FORENSICS_COUNTS["deleted"] + 1):
+        early = n <= FORENSICS_DELETED_EARLY
+        put_plain("deleted", n, "plaintext, deleted before the compaction point: compacted away" if early
+                  else "plaintext, deleted after the compaction point: stays in history")
+    lease_round()
+    for n in range(1, FORENSICS_DELETED_EARLY + 1):
+        rec.delete(f"{P}/secrets/forensics-deleted/s{n}")
+    for _ in range(3):
+        lease_round()
+    # 2. Encryption enabled: every secret is rewritten (kubectl replace), namespace by namespace.
+    for n in range(1, FORENSICS_COUNTS["compacted"] + 1):
+        put_encrypted("compacted", n, "rewritten with aescbc key-new before the compaction point")
+    # The compaction point: a lease heartbeat between the two namespaces of the rewrite.
+    compact_rev = lease_round()
+    for n in range(1, FORENSICS_COUNTS["history"] + 1):
+        put_encrypted("history", n, "rewritten with aescbc key-new after the compaction point")
+    for n in range(FORENSICS_DELETED_EARLY + 1, FORENSICS_COUNTS["deleted"] + 1):
+        rec.delete(f"{P}/secrets/forensics-deleted/s{n}")
+    lease_round()
+    # 3. The apiserver's compactor: compact_rev_key, then a physical compaction at compact_rev.
+    rec.put("compact_rev_key", str(compact_rev).encode(), via="put", note="not an object")
+    etcd.compact(compact_rev)
+    # 4. The cluster keeps running: a few heartbeats after the compaction reuse some freed pages.
+    lease_round(10)
+
+    removed = compacted(rec, compact_rev)
+    live = set(rec.live.values())
+    touched = sorted({r["key"] for r in rec.revs if in_scope(r["key"])})
+    deleted_keys = sorted(key for key in touched if key not in rec.live)
+    oos = sorted({r["key"] for r in rec.revs if not in_scope(r["key"])})
+
+    def hist_row(r):
+        out = entry_json(r, P, history=True)
+        out["deleted"] = r["key"] in deleted_keys  # key-level, as the auditor reports it
+        out["tombstone"] = r["deleted"]  # this row is the delete itself
+        return out
+
+    entries = [entry_json(r, P) for i, r in enumerate(rec.revs) if i in live and in_scope(r["key"])]
+    history = [hist_row(r) for i, r in enumerate(rec.revs)
+               if i not in live and in_scope(r["key"]) and r["mod_revision"] not in removed]
+    removed_rows = [{"key": r["key"], "mod_revision": r["mod_revision"], "create_revision": r["create_revision"],
+                     "version": r["version"], "deleted": r["key"] in deleted_keys, "tombstone": r["deleted"],
+                     "class": r.get("class"), "marker": r.get("marker")}
+                    for r in rec.revs if in_scope(r["key"]) and r["mod_revision"] in removed]
+    oos_rows = sum(1 for r in rec.revs if not in_scope(r["key"]) and r["mod_revision"] not in removed)
+    secret_revs = [r for r in rec.revs if in_scope(r["key"])]
+    plain_markers = sorted(r["marker"] for r in secret_revs if r.get("class") == "plaintext")
+    assert len(set(r["marker"] for r in secret_revs if r.get("marker"))) == len(
+        [r for r in secret_revs if r.get("marker")]), "markers must be unique per revision"
+    writes = {}
+    for r in secret_revs:
+        op = "delete" if r["deleted"] else "put"
+        writes[f"{op}_{r['via']}"] = writes.get(f"{op}_{r['via']}", 0) + 1
+    name = "etcd35-forensics"
+    dump_nested(os.path.join(out_dir, f"{name}.expected.json"), {
+        "schema": "etcd-audit.fixture/v1",
+        "etcd_prefix": P,
+        "configs": ["scan/config-current.yaml"],
+        "args": ["-c", "scan/config-current.yaml"],
+        "resources_in_scope": ["secrets", "configmaps"],
+        "revision": rec.revs[-1]["mod_revision"],
+        "compact_revision": compact_rev,
+        "files": {
+            f"{name}.snapshot.db": "etcdctl snapshot save after the last write (db + SHA-256 trailer)",
+            f"{name}.member.db": "member/snap/db after a clean stop (raw, no trailer)",
+            f"{name}-datadir/": "member/snap/db (same bytes as the member.db) + member/wal/*.wal cut after the "
+                                "last record: a data dir etcd 3.5 restarts from",
+            f"{name}-defrag.snapshot.db": "etcd restarted on the original data dir, etcdctl defrag, then "
+                                          "etcdctl snapshot save: no free pages with old data",
+        },
+        "summary": {"entries": summary(entries), "history": summary(history),
+                    "removed_by_compaction": summary(removed_rows), "deleted_keys": len(deleted_keys),
+                    "secret_writes": writes, "out_of_scope_rows": oos_rows},
+        "notes": [
+            "Expected verdicts are for -c scan/config-current.yaml (aescbc key-new is its first key).",
+            "Sequence: plaintext v1 of every secret; deletes of forensics-deleted/s1..s5; lease churn; the "
+            "forensics-compacted rewrite to aescbc key-new (v2); compaction point C (a lease heartbeat); the "
+            "forensics-history rewrite (v2); deletes of forensics-deleted/s6..s10; compact_rev_key; physical "
+            "compaction at C; 10 more heartbeats.",
+            "history = every non-live revision of a secret still in the key bucket. deleted is key-level (true for "
+            "every revision of a key whose newest revision is a tombstone, as the auditor reports it); tombstone "
+            "is row-level (this row is the delete). class is null for tombstones.",
+            "removed_by_compaction = secret revisions the compaction deleted from the key bucket: forensics-compacted "
+            "v1 and every revision of forensics-deleted/s1..s5. Their plaintext survives in the WAL, and in free "
+            "pages only where listed under residue.",
+            "residue (per file) = pages in [2, file_len / page_size) not reachable from the active meta's tree "
+            "(snapshots without their 32-byte trailer): markers = known markers found in their raw bytes, runs of "
+            "adjacent unreachable pages read as one byte range; revisions = in-scope rows decodable from leaf "
+            "elements of those pages (revision key + mvccpb.KeyValue that parses) that are not in the key bucket, "
+            "deduplicated by revision key, with every page they were found in.",
+            "wal = every put to an in-scope key in the data dir's WAL, in log order; applied_revision is the "
+            "revision etcd gave it (from the generator, not in the WAL). wal_deletes likewise for deletes.",
+            "Leases (/registry/leases/...) are the churn: out of scope for secrets/configmaps configs.",
+            "etcd runs with its defaults (map freelist, 100 ms batch commits), so which freed pages get reused "
+            "depends on timing: residue and wal_files change from run to run, everything else is reproducible. "
+            "Read the residue expectations from this file, never hard-code them.",
+        ],
+        "keys": [{"name": n, "bytes": len(K[n]), "b64": b64(K[n]), "in": ["config-current.yaml"]}
+                 for n in CURRENT_KEYS],
+        "deleted": deleted_keys,
+        "out_of_scope": oos,
+        "out_of_scope_rows": oos_rows,
+        "markers": sorted(r["marker"] for r in secret_revs if r.get("marker")),
+        "markers_plaintext": plain_markers,
+        "key_materials_b64": [b64(K[n]) for n in CURRENT_KEYS],
+        "entries": entries,
+        "history": history,
+        "removed_by_compaction": removed_rows,
+    })
+    print(f"forensics: revision {rec.revs[-1]['mod_revision']}, compacted at {compact_rev}, {len(entries)} entries "
+          f"{summary(entries)}, {len(history)} history {summary(history)}, {len(removed_rows)} removed, "
+          f"{oos_rows} out-of-scope rows")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=["basic", "scan", "openshift", "configs"])
+    ap.add_argument("scenario", choices=["basic", "scan", "openshift", "forensics", "configs"])
     ap.add_argument("--port", type=int)
     ap.add_argument("--tag", default="etcd35", help="basic: file name prefix and marker tag")
     ap.add_argument("--out", required=True, help="testdata directory")
@@ -642,6 +874,8 @@ def main():
         scenario_basic(etcd, a.tag, a.out)
     elif a.scenario == "scan":
         scenario_scan(etcd, a.out)
+    elif a.scenario == "forensics":
+        scenario_forensics(etcd, a.out)
     else:
         scenario_openshift(etcd, a.out)
 
