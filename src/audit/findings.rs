@@ -210,8 +210,7 @@ fn judge_findings(judge: &Judge) -> Vec<Finding> {
 /// Plaintext an attacker can read outside the tree: free pages and the WAL.
 fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let plain: Vec<&ResidueRecord> =
-        residue.unwrap_or(&[]).iter().filter(|r| r.verdict.class == Class::Plaintext).collect();
+    let plain: Vec<&ResidueRecord> = residue.unwrap_or(&[]).iter().filter(|r| is_plain(&r.verdict)).collect();
     if !plain.is_empty() {
         let n = plain.len() as u64;
         out.push(finding(

@@ -21,8 +21,14 @@ pub struct ResidueRecord {
     pub mod_revision: i64,
     /// The page the revision was carved from (the lowest, when several hold it).
     pub page: Pgid,
+    /// A carved delete: it says the key existed, and stores no value.
+    pub tombstone: bool,
+    /// `None` for a tombstone.
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub verdict: Option<Verdict>,
+    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class: Option<()>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +79,7 @@ pub fn residue(
         .into_par_iter()
         .flat_map_iter(|page| {
             db.carve_leaf(page).into_iter().filter_map(move |item| {
-                let rev = Revision::parse(item.key).filter(|r| !r.tombstone)?;
+                let rev = Revision::parse(item.key)?;
                 let kv = KeyValueRef::decode(item.value).ok()?;
                 Some((rev, page, kv))
             })
@@ -81,22 +87,25 @@ pub fn residue(
         .filter(|(rev, _, kv)| !in_tree.contains(&(rev.main, rev.sub)) && filter.parse(kv.key).is_some())
         .collect();
     // Every leaf rewrite frees another copy of the same revision: keep one.
-    let mut unique: HashMap<(i64, i64), (Pgid, KeyValueRef)> = HashMap::new();
+    let mut unique: HashMap<(i64, i64), (Pgid, Revision, KeyValueRef)> = HashMap::new();
     for (rev, page, kv) in carved {
-        let slot = unique.entry((rev.main, rev.sub)).or_insert((page, kv));
+        let slot = unique.entry((rev.main, rev.sub)).or_insert((page, rev, kv));
         if page < slot.0 {
-            *slot = (page, kv);
+            *slot = (page, rev, kv);
         }
     }
     let mut records: Vec<ResidueRecord> = unique
         .into_par_iter()
-        .filter_map(|((main, _), (page, kv))| {
+        .filter_map(|(_, (page, rev, kv))| {
             let rk = filter.parse(kv.key)?;
+            let verdict = (!rev.tombstone).then(|| judge.judge(kv.key, &rk, kv.value));
             Some(ResidueRecord {
                 at: location(kv.key, &rk),
-                mod_revision: main,
+                mod_revision: rev.main,
                 page,
-                verdict: judge.judge(kv.key, &rk, kv.value),
+                tombstone: rev.tombstone,
+                class: verdict.is_none().then_some(()),
+                verdict,
             })
         })
         .collect();

@@ -257,7 +257,7 @@ fn assemble(
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
         history: x.history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
-        residue: x.residue.as_ref().map(|r| Summary::of(r.iter().map(|r| &r.verdict))),
+        residue: x.residue.as_ref().map(|r| Summary::of(r.iter().filter_map(|r| r.verdict.as_ref()))),
         wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
     let keys = pairing(&entries, judge);
