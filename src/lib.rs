@@ -8,6 +8,7 @@ pub mod container;
 pub mod encryption;
 pub mod etcd;
 pub mod k8s;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod source;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
 use etcd_audit::container::Limits;
+use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
 use etcd_audit::run::{self, ScanArgs};
 
@@ -79,6 +80,9 @@ struct ScanCli {
 
 #[derive(Args)]
 struct UnpackCli {
+    /// No progress bars (they only ever go to a terminal's stderr).
+    #[arg(long, short)]
+    quiet: bool,
     /// Most bytes one backup file may unpack to (compressed layers, archives): 10G, 512M, 1048576.
     #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
     max_unpacked_bytes: u64,
@@ -118,13 +122,16 @@ impl ScanCli {
             fail_on: self.fail_on,
             format: self.format,
             limits: self.unpack.limits(),
+            progress: Progress::new(self.unpack.quiet),
         }
     }
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Inspect { sources, format, unpack } => Ok(run::inspect(&sources, unpack.limits(), format)),
+        Command::Inspect { sources, format, unpack } => {
+            Ok(run::inspect(&sources, unpack.limits(), &Progress::new(unpack.quiet), format))
+        }
         Command::Scan(cli) => run::scan(&cli.into_args()),
         Command::Keys(cli) => run::keys(&cli.into_args()),
         Command::Configs { configs, format } => run::configs(&configs, format),

@@ -13,6 +13,7 @@ use crate::audit::{
 use crate::container::{self, gardener, ContainerError, Content, Limits};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
+use crate::progress::Progress;
 use crate::report::{self, keys::Pairing, Entry, Format, Skipped};
 use crate::source::remote::{ObjectUrl, Remote};
 use crate::source::{self, Blob, Found, SourceError};
@@ -27,14 +28,20 @@ pub struct ScanArgs {
     pub fail_on: FailOn,
     pub format: Format,
     pub limits: Limits,
+    pub progress: Progress,
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
     paths.iter().map(|p| EncryptionConfig::load(p)).collect()
 }
 
-pub fn inspect(sources: &[PathBuf], limits: Limits, format: Format) -> (String, Outcome) {
-    let (entries, skipped) = audit_sources(sources, limits, &|unit| match unit {
+pub fn inspect(
+    sources: &[PathBuf],
+    limits: Limits,
+    progress: &Progress,
+    format: Format,
+) -> (String, Outcome) {
+    let audit = |unit: &Unit| match unit {
         Unit::Database { bytes, chain, .. } => {
             let backup = Backup::open(bytes)?;
             let mut inspection = audit::inspect(&backup);
@@ -44,7 +51,8 @@ pub fn inspect(sources: &[PathBuf], limits: Limits, format: Format) -> (String, 
         Unit::Delta { .. } => {
             Err(AuditError::NoDatabase("a Gardener delta snapshot has no bbolt pages to inspect"))
         }
-    });
+    };
+    let (entries, skipped) = audit_sources(sources, &Ctx { limits, progress, audit: &audit });
     let outcome =
         worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
     (report::inspect::render(&entries, &skipped, format), outcome)
@@ -92,7 +100,7 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
     let judge = Judge::new(configs, args.kms.clone());
-    Ok(audit_sources(&args.sources, args.limits, &|unit| {
+    let audit = |unit: &Unit| {
         let mut report = match unit {
             Unit::Database { bytes, chain, wal } => {
                 let backup = Backup::open(bytes)?;
@@ -109,7 +117,8 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
         };
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
-    }))
+    };
+    Ok(audit_sources(&args.sources, &Ctx { limits: args.limits, progress: &args.progress, audit: &audit }))
 }
 
 /// One backup, unwrapped and ready to audit.
@@ -120,20 +129,27 @@ enum Unit<'u> {
 
 type AuditFn<'f, T> = dyn Fn(&Unit) -> Result<T, AuditError> + Sync + 'f;
 
+/// What every step of the walk over sources needs.
+struct Ctx<'c, T> {
+    limits: Limits,
+    progress: &'c Progress,
+    audit: &'c AuditFn<'c, T>,
+}
+
 /// Every backup in every source, audited in parallel, reported in a stable
 /// order (sources as given, then paths in sorted order).
-fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], limits: Limits, audit: &AuditFn<T>) -> Audited<T> {
+fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], ctx: &Ctx<T>) -> Audited<T> {
     let per_source: Vec<Audited<T>> = sources
         .par_iter()
         .map(|path| {
             let name = path.display().to_string();
             if let Some(url) = ObjectUrl::parse(&name) {
-                return visit_remote(&url, limits, audit);
+                return visit_remote(&url, ctx);
             }
             match source::discover(path) {
                 Ok(found) => {
                     let explicit = found.len() == 1 && found[0].path() == path.as_path();
-                    visit_all(&found, None, explicit, limits, audit)
+                    visit_all(&found, None, explicit, ctx)
                 }
                 Err(e) => (vec![failed(name, &e)], vec![]),
             }
@@ -143,7 +159,7 @@ fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], limits: Limits, audit
 }
 
 /// Every object the URL names, downloaded (several at once) and audited.
-fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, limits: Limits, audit: &AuditFn<T>) -> Audited<T> {
+fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, ctx: &Ctx<T>) -> Audited<T> {
     let remote = match Remote::connect(url) {
         Ok(remote) => remote,
         Err(e) => return (vec![failed(format!("{}://{}/{}", url.scheme, url.bucket, url.key), &e)], vec![]),
@@ -157,11 +173,14 @@ fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, limits: Limits, audit: &Au
         .into_par_iter()
         .map(|mut object| {
             let name = object.url.clone();
-            let blob = match remote.download(&mut object) {
+            let bar = ctx.progress.download(&name, object.size);
+            let downloaded = remote.download(&mut object, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            let blob = match downloaded {
                 Ok(blob) => blob,
                 Err(e) => return (vec![failed(name, &e)], vec![]),
             };
-            let (mut entries, skipped) = visit_blob(blob, &name, vec![], explicit, limits, audit);
+            let (mut entries, skipped) = visit_blob(blob, &name, vec![], explicit, ctx);
             for e in &mut entries {
                 e.object = Some(object.clone());
             }
@@ -176,11 +195,9 @@ fn visit_all<T: Serialize + Send>(
     found: &[Found],
     archive: Option<(&str, &Path, &[String])>,
     explicit: bool,
-    limits: Limits,
-    audit: &AuditFn<T>,
+    ctx: &Ctx<T>,
 ) -> Audited<T> {
-    let results: Vec<Audited<T>> =
-        found.par_iter().map(|f| visit(f, archive, explicit, limits, audit)).collect();
+    let results: Vec<Audited<T>> = found.par_iter().map(|f| visit(f, archive, explicit, ctx)).collect();
     merge(results)
 }
 
@@ -188,8 +205,7 @@ fn visit<T: Serialize + Send>(
     found: &Found,
     archive: Option<(&str, &Path, &[String])>,
     explicit: bool,
-    limits: Limits,
-    audit: &AuditFn<T>,
+    ctx: &Ctx<T>,
 ) -> Audited<T> {
     let (name, outer_chain) = match archive {
         Some((outer, root, chain)) => {
@@ -199,9 +215,9 @@ fn visit<T: Serialize + Send>(
         None => (found.path().display().to_string(), vec![]),
     };
     match found {
-        Found::DataDir(dir) => one(name, audit_data_dir(dir, outer_chain, audit)),
+        Found::DataDir(dir) => one(name, audit_data_dir(dir, outer_chain, ctx)),
         Found::File(path) => match Blob::open(path) {
-            Ok(blob) => visit_blob(blob, &name, outer_chain, explicit, limits, audit),
+            Ok(blob) => visit_blob(blob, &name, outer_chain, explicit, ctx),
             Err(e) => (vec![failed(name, &e)], vec![]),
         },
     }
@@ -213,11 +229,19 @@ fn visit_blob<T: Serialize + Send>(
     name: &str,
     outer_chain: Vec<String>,
     explicit: bool,
-    limits: Limits,
-    audit: &AuditFn<T>,
+    ctx: &Ctx<T>,
 ) -> Audited<T> {
-    let mut budget = limits.max_unpacked_bytes;
-    let unwrapped = match container::unwrap(blob, name, &mut budget) {
+    let mut budget = ctx.limits.max_unpacked_bytes;
+    let bar = ctx.progress.task("unpacking", name);
+    let unwrapped = container::unwrap(blob, name, &mut budget);
+    bar.finish_and_clear();
+    let audit = |unit: &Unit| {
+        let bar = ctx.progress.task("auditing", name);
+        let result = (ctx.audit)(unit);
+        bar.finish_and_clear();
+        result
+    };
+    let unwrapped = match unwrapped {
         Ok(u) => u,
         Err(ContainerError::Unrecognized) if !explicit => {
             let reason = ContainerError::Unrecognized.to_string();
@@ -234,7 +258,7 @@ fn visit_blob<T: Serialize + Send>(
         }),
         Content::Directory(dir) => {
             return match source::discover(dir.path()) {
-                Ok(inner) => visit_all(&inner, Some((name, dir.path(), &chain)), false, limits, audit),
+                Ok(inner) => visit_all(&inner, Some((name, dir.path(), &chain)), false, ctx),
                 Err(e) => (vec![failed(name.to_string(), &e)], vec![]),
             };
         }
@@ -259,7 +283,7 @@ fn one<T: Serialize>(name: String, result: Result<T, AuditError>) -> Audited<T> 
     }
 }
 
-fn audit_data_dir<T>(dir: &Path, outer_chain: Vec<String>, audit: &AuditFn<T>) -> Result<T, AuditError> {
+fn audit_data_dir<T>(dir: &Path, outer_chain: Vec<String>, ctx: &Ctx<T>) -> Result<T, AuditError> {
     let (db_path, segments) = source::data_dir(dir)?;
     let db = Blob::open(&db_path)?;
     let mut wal = Vec::with_capacity(segments.len());
@@ -269,7 +293,10 @@ fn audit_data_dir<T>(dir: &Path, outer_chain: Vec<String>, audit: &AuditFn<T>) -
     }
     let chain: Vec<String> =
         outer_chain.into_iter().chain(["data-dir".to_string(), "bbolt".to_string()]).collect();
-    audit(&Unit::Database { bytes: db.bytes(), chain: &chain, wal: Some(wal) })
+    let bar = ctx.progress.task("auditing", &dir.display().to_string());
+    let result = (ctx.audit)(&Unit::Database { bytes: db.bytes(), chain: &chain, wal: Some(wal) });
+    bar.finish_and_clear();
+    result
 }
 
 fn file_name(path: &Path) -> String {

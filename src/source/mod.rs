@@ -82,7 +82,9 @@ fn walk(path: &Path, found: &mut Vec<Found>, depth: usize) -> Result<(), SourceE
         return Ok(());
     }
     // Symlinks inside a walked folder are not followed: they can loop or escape.
-    if !meta.is_dir() && !(depth == 0 && path.is_dir()) || depth > MAX_DEPTH {
+    // A symlink the user named is.
+    let is_dir = meta.is_dir() || (depth == 0 && path.is_dir());
+    if !is_dir || depth > MAX_DEPTH {
         return Ok(());
     }
     if path.join("member/snap/db").is_file() {

@@ -172,7 +172,11 @@ impl Remote {
     /// Streams one object into an unlinked temporary file, resuming at the
     /// offset reached when the connection drops, and maps it. Also fills in
     /// the object's user metadata.
-    pub fn download(&self, object: &mut RemoteObject) -> Result<Blob, SourceError> {
+    pub fn download(
+        &self,
+        object: &mut RemoteObject,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<Blob, SourceError> {
         let io = |e: std::io::Error| SourceError::Io { path: object.url.clone(), source: e };
         let mut file = tempfile::tempfile().map_err(io)?;
         let path = ObjectPath::from(object.key.as_str());
@@ -193,6 +197,7 @@ impl Remote {
                     file.write_all(&chunk)
                         .map_err(|e| object_store::Error::Generic { store: "file", source: Box::new(e) })?;
                     written += chunk.len() as u64;
+                    on_bytes(chunk.len() as u64);
                 }
                 Ok::<(), object_store::Error>(())
             });

@@ -1,0 +1,41 @@
+//! Progress bars on stderr, only when stderr is a terminal and `--quiet` is
+//! not given: JSON on stdout and logs in CI stay clean.
+
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Clone)]
+pub struct Progress {
+    bars: Option<MultiProgress>,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let on = !quiet && std::io::stderr().is_terminal();
+        Progress { bars: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
+    }
+
+    pub fn hidden() -> Self {
+        Progress { bars: None }
+    }
+
+    /// A byte counter for a download of `size` bytes.
+    pub fn download(&self, name: &str, size: u64) -> ProgressBar {
+        self.add(ProgressBar::new(size), "{spinner} {msg} {bytes}/{total_bytes} ({bytes_per_sec})", name)
+    }
+
+    /// A spinner for work of unknown length (unpacking, scanning).
+    pub fn task(&self, what: &str, name: &str) -> ProgressBar {
+        self.add(ProgressBar::new_spinner(), "{spinner} {msg} {elapsed}", &format!("{what} {name}"))
+    }
+
+    fn add(&self, bar: ProgressBar, template: &str, msg: &str) -> ProgressBar {
+        let Some(bars) = &self.bars else { return ProgressBar::hidden() };
+        let bar = bars.add(bar);
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+        bar.set_message(msg.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+}
