@@ -8,7 +8,8 @@ use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
 use etcd_audit::container::Limits;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
-use etcd_audit::run::{self, ScanArgs};
+use etcd_audit::run::{self, LiveArgs, LiveMode, ScanArgs};
+use etcd_audit::source::live::LiveOptions;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
         format: Format,
         #[command(flatten)]
         unpack: UnpackCli,
+        #[command(flatten)]
+        live: LiveCli,
     },
     /// Compare control-plane nodes' EncryptionConfiguration files.
     Configs {
@@ -48,7 +51,8 @@ enum Command {
 
 #[derive(Args)]
 struct ScanCli {
-    /// Backup files (etcdctl snapshots, copies of member/snap/db) or etcd data dirs (WAL included).
+    /// Backups: files (snapshots, db copies, zip/gz/zstd/tar/Gardener), folders and data dirs,
+    /// s3:// gs:// az:// URLs (object or prefix/), or live etcd://host:port / etcds://host:port.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
     /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
@@ -76,6 +80,34 @@ struct ScanCli {
     residue: bool,
     #[command(flatten)]
     unpack: UnpackCli,
+    #[command(flatten)]
+    live: LiveCli,
+}
+
+#[derive(Args)]
+struct LiveCli {
+    /// How `etcd://` / `etcds://` sources are read.
+    #[arg(long, value_enum, default_value = "snapshot")]
+    live_mode: LiveMode,
+    /// CA bundle for etcds:// (like etcdctl --cacert).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Client certificate for etcds:// (like etcdctl --cert).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Client key for etcds:// (like etcdctl --key).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// etcd user; the password is read from ETCD_AUDIT_PASSWORD (never from the command line).
+    #[arg(long)]
+    user: Option<String>,
+}
+
+impl LiveCli {
+    fn args(self) -> LiveArgs {
+        let options = LiveOptions { cacert: self.cacert, cert: self.cert, key: self.key, user: self.user };
+        LiveArgs { mode: self.live_mode, options }
+    }
 }
 
 #[derive(Args)]
@@ -123,14 +155,15 @@ impl ScanCli {
             format: self.format,
             limits: self.unpack.limits(),
             progress: Progress::new(self.unpack.quiet),
+            live: self.live.args(),
         }
     }
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Inspect { sources, format, unpack } => {
-            Ok(run::inspect(&sources, unpack.limits(), &Progress::new(unpack.quiet), format))
+        Command::Inspect { sources, format, unpack, live } => {
+            Ok(run::inspect(&sources, unpack.limits(), &live.args(), &Progress::new(unpack.quiet), format))
         }
         Command::Scan(cli) => run::scan(&cli.into_args()),
         Command::Keys(cli) => run::keys(&cli.into_args()),

@@ -15,6 +15,7 @@ use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
 use crate::progress::Progress;
 use crate::report::{self, keys::Pairing, Entry, Format, Skipped};
+use crate::source::live::{Live, LiveKv, LiveOptions, LiveTarget};
 use crate::source::remote::{ObjectUrl, Remote};
 use crate::source::{self, Blob, Found, SourceError};
 
@@ -29,6 +30,7 @@ pub struct ScanArgs {
     pub format: Format,
     pub limits: Limits,
     pub progress: Progress,
+    pub live: LiveArgs,
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
@@ -38,6 +40,7 @@ pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigEr
 pub fn inspect(
     sources: &[PathBuf],
     limits: Limits,
+    live: &LiveArgs,
     progress: &Progress,
     format: Format,
 ) -> (String, Outcome) {
@@ -51,8 +54,11 @@ pub fn inspect(
         Unit::Delta { .. } => {
             Err(AuditError::NoDatabase("a Gardener delta snapshot has no bbolt pages to inspect"))
         }
+        Unit::Range { .. } => {
+            Err(AuditError::NoDatabase("--live-mode range reads no bbolt pages to inspect"))
+        }
     };
-    let (entries, skipped) = audit_sources(sources, &Ctx { limits, progress, audit: &audit });
+    let (entries, skipped) = audit_sources(sources, &Ctx { limits, progress, live, audit: &audit });
     let outcome =
         worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
     (report::inspect::render(&entries, &skipped, format), outcome)
@@ -111,6 +117,14 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
                 }
                 report
             }
+            Unit::Range { live, source } => {
+                let prefix = match &args.options.etcd_prefix {
+                    Some(p) => p.clone(),
+                    None => live.detect_prefix(&crate::k8s::DEFAULT_PREFIXES)?,
+                };
+                let mut read = |page: &mut dyn FnMut(Vec<LiveKv>)| Ok(live.range(&prefix, page)?);
+                audit::scan_range(&mut read, source, &prefix, &judge, &scope)?
+            }
             Unit::Delta { delta, chain, size } => {
                 audit::scan_delta(delta, chain.to_vec(), *size, &judge, &scope, &args.options)
             }
@@ -118,13 +132,48 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
     };
-    Ok(audit_sources(&args.sources, &Ctx { limits: args.limits, progress: &args.progress, audit: &audit }))
+    let ctx = Ctx { limits: args.limits, progress: &args.progress, live: &args.live, audit: &audit };
+    Ok(audit_sources(&args.sources, &ctx))
 }
 
 /// One backup, unwrapped and ready to audit.
 enum Unit<'u> {
-    Database { bytes: &'u [u8], chain: &'u [String], wal: Option<Vec<(String, WalFile)>> },
-    Delta { delta: &'u gardener::Delta, chain: &'u [String], size: u64 },
+    Database {
+        bytes: &'u [u8],
+        chain: &'u [String],
+        wal: Option<Vec<(String, WalFile)>>,
+    },
+    Delta {
+        delta: &'u gardener::Delta,
+        chain: &'u [String],
+        size: u64,
+    },
+    /// A live cluster read key by key (`--live-mode range`).
+    Range {
+        live: &'u Live,
+        source: &'u str,
+    },
+}
+
+/// How live `etcd://` sources are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiveMode {
+    /// The Maintenance Snapshot RPC, then the offline pipeline (history, residue, inspect all work).
+    Snapshot,
+    /// Paginated Range requests at one revision, for users without snapshot permission.
+    Range,
+}
+
+#[derive(Clone, Debug)]
+pub struct LiveArgs {
+    pub mode: LiveMode,
+    pub options: LiveOptions,
+}
+
+impl Default for LiveArgs {
+    fn default() -> Self {
+        LiveArgs { mode: LiveMode::Snapshot, options: LiveOptions::default() }
+    }
 }
 
 type AuditFn<'f, T> = dyn Fn(&Unit) -> Result<T, AuditError> + Sync + 'f;
@@ -133,6 +182,7 @@ type AuditFn<'f, T> = dyn Fn(&Unit) -> Result<T, AuditError> + Sync + 'f;
 struct Ctx<'c, T> {
     limits: Limits,
     progress: &'c Progress,
+    live: &'c LiveArgs,
     audit: &'c AuditFn<'c, T>,
 }
 
@@ -145,6 +195,9 @@ fn audit_sources<T: Serialize + Send>(sources: &[PathBuf], ctx: &Ctx<T>) -> Audi
             let name = path.display().to_string();
             if let Some(url) = ObjectUrl::parse(&name) {
                 return visit_remote(&url, ctx);
+            }
+            if let Some(target) = LiveTarget::parse(&name) {
+                return visit_live(&target, ctx);
             }
             match source::discover(path) {
                 Ok(found) => {
@@ -188,6 +241,25 @@ fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, ctx: &Ctx<T>) -> Audited<T
         })
         .collect();
     merge(results)
+}
+
+/// A live cluster: a snapshot streamed to a temp file and audited like a
+/// file, or (range mode) read key by key.
+fn visit_live<T: Serialize + Send>(target: &LiveTarget, ctx: &Ctx<T>) -> Audited<T> {
+    let live = match Live::connect(target, &ctx.live.options) {
+        Ok(live) => live,
+        Err(e) => return (vec![failed(target.url.clone(), &e)], vec![]),
+    };
+    if ctx.live.mode == LiveMode::Range {
+        return one(target.url.clone(), (ctx.audit)(&Unit::Range { live: &live, source: &target.url }));
+    }
+    let bar = ctx.progress.download(&target.url, 0);
+    let streamed = live.snapshot(&|n| bar.inc(n));
+    bar.finish_and_clear();
+    match streamed {
+        Ok(blob) => visit_blob(blob, &target.url, vec!["etcd-live".to_string()], true, ctx),
+        Err(e) => (vec![failed(target.url.clone(), &e)], vec![]),
+    }
 }
 
 /// `archive` is `(display name, temp root, chain)` when `found` came out of an archive.

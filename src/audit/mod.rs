@@ -18,8 +18,8 @@ pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use scan::{
-    scan, scan_delta, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions, ScanReport,
-    Summary,
+    scan, scan_delta, scan_range, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions,
+    ScanReport, Summary,
 };
 pub use scope::Scope;
 pub use verdict::{Class, Judge, KmsOverride, Verdict};

@@ -17,6 +17,7 @@ use crate::container::Trailer;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, RegistryKey};
+use crate::source::live::LiveKv;
 
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -208,6 +209,60 @@ pub fn scan_delta(
     };
     let exposure = Exposure { history, residue: None, wal: None };
     assemble(container, integrity, etcd, entries, exposure, judge)
+}
+
+/// Feeds every page of a Range read to its argument; returns the revision read at.
+pub type PageReader<'r> = dyn FnMut(&mut dyn FnMut(Vec<LiveKv>)) -> Result<i64, AuditError> + 'r;
+
+/// Scans a live cluster read with paginated Range requests at one revision:
+/// each page is judged as it arrives, so memory holds the report, not the
+/// database. There is no history, residue or bbolt integrity in this mode.
+pub fn scan_range(
+    read: &mut PageReader,
+    source: &str,
+    prefix: &str,
+    judge: &Judge,
+    scope: &Scope,
+) -> Result<ScanReport, AuditError> {
+    let filter = KeyFilter { prefix, scope };
+    let mut entries = Vec::new();
+    let revision = read(&mut |page| {
+        let rows: Vec<Row> = page
+            .iter()
+            .map(|kv| Row {
+                rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false },
+                kv: KeyValueRef {
+                    key: &kv.key,
+                    create_revision: kv.create_revision,
+                    mod_revision: kv.mod_revision,
+                    version: kv.version,
+                    value: &kv.value,
+                    lease: 0,
+                },
+            })
+            .collect();
+        entries.extend(judge_rows(rows, &filter, judge, false).0);
+    })?;
+    let integrity = Integrity {
+        sha256_trailer: Trailer::Absent,
+        meta: vec![],
+        bbolt_errors: vec![],
+        notes: vec![format!(
+            "{source} read with Range requests at revision {revision}: history, residue and bbolt integrity are unavailable in this mode"
+        )],
+        ok: true,
+    };
+    let etcd = EtcdSummary {
+        revision,
+        compact_revision: None,
+        scheduled_compact_revision: None,
+        page_size: None,
+        size_bytes: 0,
+        etcd_prefix: prefix.to_string(),
+        undecodable_rows: 0,
+    };
+    let exposure = Exposure { history: None, residue: None, wal: None };
+    Ok(assemble(vec!["etcd-range".to_string()], integrity, etcd, entries, exposure, judge))
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {

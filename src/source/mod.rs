@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+pub mod live;
 pub mod remote;
 
 #[derive(Debug, thiserror::Error)]
