@@ -160,36 +160,40 @@ fn integrity_finding(i: &Integrity) -> Finding {
     )
 }
 
-fn is_plain(v: &Option<Verdict>) -> bool {
-    v.as_ref().is_some_and(|v| v.class == Class::Plaintext)
+fn is_plain(v: Option<&Verdict>) -> bool {
+    v.is_some_and(|v| v.class == Class::Plaintext)
+}
+
+/// One high-severity finding for the plaintext among `rows`, if any.
+fn plaintext_finding<R>(
+    rows: &[&R],
+    code: &'static str,
+    message: fn(u64) -> String,
+    example: impl Fn(&R) -> String,
+) -> Option<Finding> {
+    let n = rows.len() as u64;
+    (n > 0).then(|| finding(Severity::High, code, n, message(n), rows.iter().map(|r| example(r))))
 }
 
 fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
-    let plain: Vec<&HistoryRecord> = history.iter().filter(|h| is_plain(&h.verdict)).collect();
-    let mut out = Vec::new();
-    let kept: Vec<_> = plain.iter().filter(|h| !h.deleted).collect();
-    if !kept.is_empty() {
-        let n = kept.len() as u64;
-        out.push(finding(
-            Severity::High,
-            "history-plaintext",
-            n,
-            format!("{n} older revisions in MVCC history are plaintext: compact and defragment, then take a new backup"),
-            kept.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
-        ));
-    }
-    let deleted: Vec<_> = plain.iter().filter(|h| h.deleted).collect();
-    if !deleted.is_empty() {
-        let n = deleted.len() as u64;
-        out.push(finding(
-            Severity::High,
-            "deleted-plaintext-in-history",
-            n,
-            format!("{n} plaintext revisions of deleted keys are still in history"),
-            deleted.iter().map(|h| format!("{}@{}", h.at.key, h.mod_revision)),
-        ));
-    }
-    out
+    let (deleted, kept): (Vec<&HistoryRecord>, Vec<&HistoryRecord>) =
+        history.iter().filter(|h| is_plain(h.verdict.as_ref())).partition(|h| h.deleted);
+    let example = |h: &HistoryRecord| format!("{}@{}", h.at.key, h.mod_revision);
+    let kept = plaintext_finding(
+        &kept,
+        "history-plaintext",
+        |n| {
+            format!("{n} older revisions in MVCC history are plaintext: compact and defragment, then take a new backup")
+        },
+        example,
+    );
+    let deleted = plaintext_finding(
+        &deleted,
+        "deleted-plaintext-in-history",
+        |n| format!("{n} plaintext revisions of deleted keys are still in history"),
+        example,
+    );
+    kept.into_iter().chain(deleted).collect()
 }
 
 fn judge_findings(judge: &Judge) -> Vec<Finding> {
@@ -209,29 +213,24 @@ fn judge_findings(judge: &Judge) -> Vec<Finding> {
 
 /// Plaintext an attacker can read outside the tree: free pages and the WAL.
 fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]>) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let plain: Vec<&ResidueRecord> = residue.unwrap_or(&[]).iter().filter(|r| is_plain(&r.verdict)).collect();
-    if !plain.is_empty() {
-        let n = plain.len() as u64;
-        out.push(finding(
-            Severity::High,
-            "residue-plaintext",
-            n,
-            format!("{n} plaintext revisions are recoverable from free pages: defragment (etcdctl defrag) every member, then re-take the backup and destroy this one"),
-            plain.iter().map(|r| format!("{}@{} (page {})", r.at.key, r.mod_revision, r.page)),
-        ));
-    }
-    let plain: Vec<&WalRecord> =
-        wal.unwrap_or(&[]).iter().filter(|r| r.verdict.class == Class::Plaintext).collect();
-    if !plain.is_empty() {
-        let n = plain.len() as u64;
-        out.push(finding(
-            Severity::High,
-            "wal-plaintext",
-            n,
-            format!("{n} plaintext puts are in the write-ahead log: treat every copy of this data dir as holding those secrets"),
-            plain.iter().map(|r| format!("{} ({} index {})", r.at.key, r.wal_file, r.raft_index)),
-        ));
-    }
-    out
+    let residue: Vec<&ResidueRecord> =
+        residue.unwrap_or(&[]).iter().filter(|r| is_plain(r.verdict.as_ref())).collect();
+    let wal: Vec<&WalRecord> = wal.unwrap_or(&[]).iter().filter(|r| is_plain(Some(&r.verdict))).collect();
+    let residue = plaintext_finding(
+        &residue,
+        "residue-plaintext",
+        |n| {
+            format!("{n} plaintext revisions are recoverable from free pages: defragment (etcdctl defrag) every member, then re-take the backup and destroy this one")
+        },
+        |r| format!("{}@{} (page {})", r.at.key, r.mod_revision, r.page),
+    );
+    let wal = plaintext_finding(
+        &wal,
+        "wal-plaintext",
+        |n| {
+            format!("{n} plaintext puts are in the write-ahead log: treat every copy of this data dir as holding those secrets")
+        },
+        |r| format!("{} ({} index {})", r.at.key, r.wal_file, r.raft_index),
+    );
+    residue.into_iter().chain(wal).collect()
 }

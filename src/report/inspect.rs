@@ -1,15 +1,12 @@
 use std::fmt::Write;
 
-use super::{json, skipped_table, Entry, Format, Skipped};
+use super::{Entry, Format, Skipped};
 use crate::audit::Inspection;
 
 pub const SCHEMA: &str = "etcd-audit.inspect/v1";
 
 pub fn render(backups: &[Entry<Inspection>], skipped: &[Skipped], format: Format) -> String {
-    match format {
-        Format::Json => json(SCHEMA, backups, skipped),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
-    }
+    super::render(SCHEMA, backups, skipped, format, table)
 }
 
 fn table(entry: &Entry<Inspection>) -> String {

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::scan::{keys_table, summary_line};
-use super::{json, skipped_table, Entry, Format, Skipped};
+use super::{Entry, Format, Skipped};
 use crate::audit::{Class, KeyUse, ScanReport, Summary};
 
 pub const SCHEMA: &str = "etcd-audit.keys/v1";
@@ -36,10 +36,7 @@ impl Pairing {
 }
 
 pub fn render(backups: &[Entry<Pairing>], skipped: &[Skipped], format: Format) -> String {
-    match format {
-        Format::Json => json(SCHEMA, backups, skipped),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
-    }
+    super::render(SCHEMA, backups, skipped, format, table)
 }
 
 fn table(entry: &Entry<Pairing>) -> String {

@@ -45,6 +45,20 @@ fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>], skipped: &[Ski
     serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n"
 }
 
+/// JSON of the versioned `schema`, or one table per backup and the skipped files.
+fn render<T: Serialize>(
+    schema: &'static str,
+    backups: &[Entry<T>],
+    skipped: &[Skipped],
+    format: Format,
+    table: fn(&Entry<T>) -> String,
+) -> String {
+    match format {
+        Format::Json => json(schema, backups, skipped),
+        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
+    }
+}
+
 /// The table footer listing skipped files, if any.
 fn skipped_table(skipped: &[Skipped]) -> String {
     skipped.iter().map(|s| format!("skipped     {} ({})\n", s.path, s.reason)).collect()

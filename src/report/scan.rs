@@ -1,15 +1,12 @@
 use std::fmt::Write;
 
-use super::{json, skipped_table, Entry, Format, Skipped};
+use super::{Entry, Format, Skipped};
 use crate::audit::{Class, KeyUse, ScanReport};
 
 pub const SCHEMA: &str = "etcd-audit.scan/v1";
 
 pub fn render(backups: &[Entry<ScanReport>], skipped: &[Skipped], format: Format) -> String {
-    match format {
-        Format::Json => json(SCHEMA, backups, skipped),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
-    }
+    super::render(SCHEMA, backups, skipped, format, table)
 }
 
 fn table(entry: &Entry<ScanReport>) -> String {

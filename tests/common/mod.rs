@@ -104,6 +104,11 @@ pub fn status_fixtures() -> Vec<PathBuf> {
     v
 }
 
+/// The finding codes of one backup of a scan's JSON.
+pub fn finding_codes(backup: &serde_json::Value) -> Vec<String> {
+    backup["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
+}
+
 /// A deterministic xorshift generator, so corruption tests are repeatable.
 pub struct Rng(pub u64);
 
