@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bolt;
+pub mod catalog;
 pub mod container;
 pub mod encryption;
 pub mod etcd;
