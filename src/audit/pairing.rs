@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::scan::EntryRecord;
 use super::verdict::{Class, Judge};
-use crate::encryption::{KmsApi, Provider, ProviderKind};
+use crate::encryption::{KmsApi, PluginReport, Provider, ProviderKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyUse {
@@ -27,6 +27,9 @@ pub struct KeyUse {
     /// kube-apiserver writes new values with it (first provider, first key).
     pub write_key: bool,
     pub fingerprint: Option<String>,
+    /// KMS rows: the plugin asked for this provider (endpoint, Status, errors, calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginReport>,
 }
 
 type Slot = (ProviderKind, String, Option<KmsApi>, Option<String>);
@@ -44,8 +47,20 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
         let slot = (provider, name.clone(), v.kms_api, v.key_id.clone());
         let row = uses.entry(slot).or_insert_with(|| KeyUse {
             provider,
-            available: provider != ProviderKind::Kms && judge.keyring.has(provider, &name),
-            write_key: is_write_key(judge, provider, &name),
+            available: match v.kms_api {
+                Some(api) => {
+                    kms_plugin(judge, api, &name).is_some_and(|p| judge.keyring.kms_plugins().available(p))
+                }
+                None => judge.keyring.has(provider, &name),
+            },
+            write_key: match v.kms_api {
+                Some(api) => is_kms_write_key(judge, api, &name, v.key_id.as_deref()),
+                None => is_write_key(judge, provider, &name),
+            },
+            plugin: v
+                .kms_api
+                .and_then(|api| kms_plugin(judge, api, &name))
+                .map(|p| judge.keyring.kms_plugins().report(p)),
             fingerprint: judge
                 .keyring
                 .keys()
@@ -59,13 +74,39 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
             decryptable: 0,
         });
         row.entries += 1;
-        if let Some(key) = v.key {
+        if v.class == Class::Decryptable {
             row.decryptable += 1;
+        }
+        if let Some(key) = v.key {
             // Of several keys with one name, show the one that opened the values.
             row.fingerprint = Some(judge.keyring.key(key).fingerprint());
         }
     }
     uses.into_values().collect()
+}
+
+fn kms_plugin<'j>(judge: &'j Judge, api: KmsApi, name: &str) -> Option<&'j crate::encryption::kms::Plugin> {
+    judge.keyring.kms_plugins().find(api, name)
+}
+
+/// The first provider of some resource list is this KMS provider, and for v2
+/// the key ID is the one the plugin's Status names (when it was reached).
+fn is_kms_write_key(judge: &Judge, api: KmsApi, name: &str, key_id: Option<&str>) -> bool {
+    let Some(config) = judge.configs.first() else {
+        return false;
+    };
+    let first = config
+        .rules
+        .iter()
+        .filter_map(|r| r.providers.first())
+        .any(|p| matches!(p, Provider::Kms(k) if k.api == api && k.name == name));
+    // Never connects: a row exists only for values that already asked the plugin.
+    let plugins = judge.keyring.kms_plugins();
+    let current = match kms_plugin(judge, api, name).and_then(|p| plugins.report(p).status) {
+        Some(status) if api == KmsApi::V2 => status.key_id.as_deref() == key_id,
+        _ => true,
+    };
+    first && current
 }
 
 fn is_write_key(judge: &Judge, kind: ProviderKind, name: &str) -> bool {

@@ -84,9 +84,18 @@ pub struct Judge {
 }
 
 impl Judge {
+    /// KMS plugins come from the configs' `kms` providers; an override of the
+    /// same name replaces the endpoint, and one no config names adds a provider.
     pub fn new(configs: Vec<EncryptionConfig>, kms_overrides: Vec<KmsOverride>) -> Self {
-        let keyring = Keyring::new(&configs);
+        let overrides: Vec<(String, String)> =
+            kms_overrides.iter().map(|o| (o.name.clone(), o.endpoint.clone())).collect();
+        let keyring = Keyring::with_kms_overrides(&configs, &overrides);
         Judge { configs, keyring, kms_overrides }
+    }
+
+    /// KMS plugin `Decrypt` calls made so far in this run (one per distinct DEK).
+    pub fn kms_decrypt_calls(&self) -> u64 {
+        self.keyring.kms_plugins().decrypt_calls()
     }
 
     /// The provider list kube-apiserver would use for `gr`, from the first config.
@@ -130,6 +139,18 @@ impl Judge {
                 v.stale = Some(!writes);
                 v.key = Some(key);
                 v.outside_provider_list = !list.is_some_and(|l| l.iter().any(holds));
+            }
+            ReadOutcome::KmsDecrypted { stale, note, accepted: (encoding, object) } => {
+                let (api, name) = (v.kms_api, v.key_name.as_deref());
+                let this = |p: &&Provider| matches!(p, Provider::Kms(k) if Some(k.api) == api && Some(k.name.as_str()) == name);
+                let writes = list.as_ref().and_then(|l| l.first()).is_some_and(this);
+                v.class = Class::Decryptable;
+                v.encoding = Some(encoding);
+                v.object = Some(object);
+                v.stale = Some(stale.is_some() || !writes);
+                let detail: Vec<String> = stale.into_iter().chain(note).collect();
+                v.detail = (!detail.is_empty()).then(|| detail.join("; "));
+                v.outside_provider_list = !list.is_some_and(|l| l.iter().any(this));
             }
             ReadOutcome::UnknownKey(d) => (v.class, v.detail) = (Class::UnknownKey, Some(d)),
             ReadOutcome::Undecryptable(d) => (v.class, v.detail) = (Class::Undecryptable, Some(d)),

@@ -1,7 +1,8 @@
 //! The union of every supplied config's keys, and the read path of
 //! kube-apiserver's `prefixTransformers` over it.
 
-use super::envelope::{split_kms_v1, split_name, Envelope};
+use super::envelope::{split_kms_v1, split_name, Envelope, KmsV2Object};
+use super::kms::{KmsError, KmsPlugins, Plugin};
 use super::providers::{self, CryptoError, Plaintext};
 use super::{EncryptionConfig, Key, KmsApi, KmsProvider, Provider, ProviderKind};
 
@@ -12,6 +13,7 @@ pub type KeyId = usize;
 pub struct Keyring {
     keys: Vec<Key>,
     kms: Vec<KmsProvider>,
+    plugins: KmsPlugins,
 }
 
 /// How one stored value reads with the keyring.
@@ -34,6 +36,14 @@ pub enum Outcome<T> {
         key: KeyId,
         accepted: T,
     },
+    /// Opened through a KMS plugin and accepted. `stale` says why
+    /// kube-apiserver would not write it so today (KMS v2 keyID or DEK source
+    /// type, KMS v1 CBC fallback); `note` flags an unhealthy plugin.
+    KmsDecrypted {
+        stale: Option<String>,
+        note: Option<String>,
+        accepted: T,
+    },
     UnknownKey(String),
     Undecryptable(String),
     Malformed(String),
@@ -43,6 +53,12 @@ impl Keyring {
     /// Keys in config order, first config first; the same key (provider, name
     /// and material) listed by several configs is kept once.
     pub fn new(configs: &[EncryptionConfig]) -> Self {
+        Self::with_kms_overrides(configs, &[])
+    }
+
+    /// As [`Keyring::new`], with `--kms NAME=endpoint` overrides (name, endpoint)
+    /// for the KMS plugins.
+    pub fn with_kms_overrides(configs: &[EncryptionConfig], overrides: &[(String, String)]) -> Self {
         let mut ring = Keyring::default();
         for provider in configs.iter().flat_map(|c| &c.rules).flat_map(|r| &r.providers) {
             match provider {
@@ -61,6 +77,7 @@ impl Keyring {
                 Provider::Identity => {}
             }
         }
+        ring.plugins = KmsPlugins::new(&ring.kms, overrides);
         ring
     }
 
@@ -74,6 +91,11 @@ impl Keyring {
 
     pub fn kms_providers(&self) -> &[KmsProvider] {
         &self.kms
+    }
+
+    /// The KMS plugins of the configs and overrides.
+    pub fn kms_plugins(&self) -> &KmsPlugins {
+        &self.plugins
     }
 
     /// Whether any key of this provider has this name.
@@ -110,13 +132,14 @@ impl Keyring {
         reading.kms_api = envelope.kms_api();
         match envelope {
             Envelope::Keyed { kind, rest } => self.read_keyed(kind, rest, aad, accept, &mut reading),
-            Envelope::KmsV1 { rest } => self.read_kms_v1(rest, &mut reading),
+            Envelope::KmsV1 { rest } => self.read_kms_v1(rest, aad, accept, &mut reading),
             Envelope::KmsV2 { name, object } => {
                 reading.outcome = match object {
                     Err(e) => Outcome::Malformed(e),
                     Ok(object) => {
+                        let outcome = self.read_kms_v2(&name, &object, aad, accept);
                         reading.key_id = Some(object.key_id);
-                        Outcome::UnknownKey(self.kms_unavailable(KmsApi::V2, &name))
+                        outcome
                     }
                 };
                 reading.key_name = Some(name);
@@ -185,30 +208,163 @@ impl Keyring {
         };
     }
 
-    fn read_kms_v1<T>(&self, rest: &[u8], reading: &mut Reading<T>) {
-        let configured = self
-            .kms
-            .iter()
-            .filter(|k| k.api == KmsApi::V1)
-            .find(|k| rest.starts_with(k.name.as_bytes()) && rest.get(k.name.len()) == Some(&b':'));
-        let (name, payload) = match configured {
-            Some(k) => (k.name.clone(), &rest[k.name.len() + 1..]),
-            None => split_name(rest),
+    /// KMS v1 (`envelope.go`): configured names in order (they may contain
+    /// `:`), the plugin unwraps the DEK, the data reads as AES-GCM, then
+    /// AES-CBC (stale).
+    fn read_kms_v1<T>(
+        &self,
+        rest: &[u8],
+        aad: &[u8],
+        accept: impl Fn(&[u8]) -> Result<T, String>,
+        reading: &mut Reading<T>,
+    ) {
+        let candidates = self.plugins.v1_matching(rest);
+        let Some(first) = candidates.first() else {
+            let (name, payload) = split_name(rest);
+            reading.outcome = match split_kms_v1(payload) {
+                Err(e) => Outcome::Malformed(e.to_string()),
+                Ok(_) => Outcome::UnknownKey(no_provider(KmsApi::V1, &name)),
+            };
+            reading.key_name = Some(name);
+            return;
         };
-        reading.outcome = match split_kms_v1(payload) {
-            Err(e) => Outcome::Malformed(e.to_string()),
-            Ok(_) => Outcome::UnknownKey(self.kms_unavailable(KmsApi::V1, &name)),
+        reading.key_name = Some(first.name.clone());
+        let mut failures = Vec::new();
+        for plugin in candidates {
+            let payload = &rest[plugin.name.len() + 1..];
+            match self.read_kms_v1_with(plugin, payload, aad, &accept) {
+                decrypted @ Outcome::KmsDecrypted { .. } => {
+                    reading.key_name = Some(plugin.name.clone());
+                    reading.outcome = decrypted;
+                    return;
+                }
+                failed => failures.push(failed),
+            }
+        }
+        // One name (the usual case) gives its own outcome; with overlapping
+        // names a refusal outranks an unreachable plugin, which outranks a
+        // split that made no structural sense.
+        let rank = |o: &Outcome<T>| match o {
+            Outcome::Undecryptable(_) => 0,
+            Outcome::UnknownKey(_) => 1,
+            _ => 2,
         };
-        reading.key_name = Some(name);
+        let best = (0..failures.len()).min_by_key(|&i| rank(&failures[i])).unwrap_or(0);
+        reading.outcome = failures.swap_remove(best);
     }
 
-    fn kms_unavailable(&self, api: KmsApi, name: &str) -> String {
-        match self.kms.iter().find(|k| k.api == api && k.name == name) {
-            Some(k) => format!(
-                "KMS plugin {name:?} at {} was not called: KMS decryption is not supported yet",
-                k.endpoint
-            ),
-            None => format!("no supplied config has a KMS provider named {name:?}"),
+    fn read_kms_v1_with<T>(
+        &self,
+        plugin: &Plugin,
+        payload: &[u8],
+        aad: &[u8],
+        accept: &impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Outcome<T> {
+        let (encrypted_dek, data) = match split_kms_v1(payload) {
+            Err(e) => return Outcome::Malformed(e.to_string()),
+            Ok(split) => split,
+        };
+        if let Err(e) = providers::kms_v1_data_shape(data) {
+            return Outcome::Malformed(e.to_string());
+        }
+        if let Err(e) = self.plugins.status(plugin) {
+            return Outcome::UnknownKey(e);
+        }
+        let dek = match self.plugins.unwrap_dek(plugin, encrypted_dek, "", &[]) {
+            Ok(dek) => dek,
+            Err(e) => return kms_failure(e),
+        };
+        let (plain, cbc) = match providers::kms_v1_data(&dek, data, aad) {
+            Ok(opened) => opened,
+            Err(CryptoError::Malformed(e)) => return Outcome::Malformed(e),
+            Err(CryptoError::Failed(e)) => {
+                return Outcome::Undecryptable(format!("the plugin unwrapped the DEK, but {e}"))
+            }
+        };
+        match accept(&plain) {
+            Ok(accepted) => Outcome::KmsDecrypted {
+                stale: cbc.then(|| "read through the AES-CBC fallback (KMS v1 data as 1.24 wrote it)".into()),
+                note: self.plugins.health_note(plugin),
+                accepted,
+            },
+            Err(e) if cbc => Outcome::Undecryptable(format!(
+                "AES-GCM did not open the data and the AES-CBC fallback gave garbage: {e}"
+            )),
+            Err(e) => Outcome::Undecryptable(format!("decrypted, but {e}")),
         }
     }
+
+    /// KMS v2 (`kmsv2/envelope.go`): the plugin unwraps the DEK or seed named
+    /// by the EncryptedObject; stale when its keyID is not the plugin's
+    /// current one or it is a type-0 DEK (1.29+ write seeds).
+    fn read_kms_v2<T>(
+        &self,
+        name: &str,
+        object: &KmsV2Object,
+        aad: &[u8],
+        accept: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Outcome<T> {
+        let Some(plugin) = self.plugins.find(KmsApi::V2, name) else {
+            return Outcome::UnknownKey(no_provider(KmsApi::V2, name));
+        };
+        if let Err(e) = providers::kms_v2_data_shape(object.dek_source_type, &object.encrypted_data) {
+            return Outcome::Malformed(e.to_string());
+        }
+        let status = match self.plugins.status(plugin) {
+            Ok(status) => status,
+            Err(e) => return Outcome::UnknownKey(e),
+        };
+        let dek = match self.plugins.unwrap_dek(
+            plugin,
+            &object.encrypted_dek_source,
+            &object.key_id,
+            &object.annotations,
+        ) {
+            Ok(dek) => dek,
+            Err(e) => return kms_failure(e),
+        };
+        let plain = match providers::kms_v2_data(object.dek_source_type, &dek, &object.encrypted_data, aad) {
+            Ok(plain) => plain,
+            Err(CryptoError::Malformed(e)) => return Outcome::Malformed(e),
+            Err(CryptoError::Failed(e)) => {
+                return Outcome::Undecryptable(format!("the plugin unwrapped the DEK source, but {e}"))
+            }
+        };
+        match accept(&plain) {
+            Err(e) => Outcome::Undecryptable(format!("decrypted, but {e}")),
+            Ok(accepted) => {
+                let mut stale = Vec::new();
+                if status.key_id.as_deref() != Some(object.key_id.as_str()) {
+                    stale.push(format!(
+                        "keyID {:?} is not the plugin's current key ID {:?}",
+                        object.key_id,
+                        status.key_id.as_deref().unwrap_or("")
+                    ));
+                }
+                if object.dek_source_type == providers::KMS_V2_AES_GCM_KEY {
+                    stale.push(
+                        "a plain DEK (AES_GCM_KEY, as 1.27/1.28 wrote); kube-apiserver now writes HKDF seeds"
+                            .into(),
+                    );
+                }
+                Outcome::KmsDecrypted {
+                    stale: (!stale.is_empty()).then(|| stale.join("; ")),
+                    note: self.plugins.health_note(plugin),
+                    accepted,
+                }
+            }
+        }
+    }
+}
+
+fn kms_failure<T>(e: KmsError) -> Outcome<T> {
+    match e {
+        KmsError::Unavailable(e) => Outcome::UnknownKey(e),
+        KmsError::Refused(e) => Outcome::Undecryptable(e),
+    }
+}
+
+fn no_provider(api: KmsApi, name: &str) -> String {
+    let api = if api == KmsApi::V1 { "v1" } else { "v2" };
+    format!("no supplied config or --kms override has a KMS {api} provider named {name:?}")
 }

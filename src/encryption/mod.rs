@@ -5,12 +5,14 @@
 mod config;
 mod envelope;
 mod keyring;
+pub mod kms;
 mod providers;
 
 pub use config::Key;
 pub use config::{ConfigError, EncryptionConfig, KmsApi, KmsProvider, Provider, ResourceRule};
 pub use envelope::{Envelope, KmsV2Object};
 pub use keyring::{KeyId, Keyring, Outcome as ReadOutcome, Reading};
+pub use kms::{KmsError, KmsPlugins, PluginReport, PluginStatus, SocketAddress};
 pub use providers::CryptoError;
 
 use serde::Serialize;

@@ -105,6 +105,95 @@ pub fn secretbox(key: &[u8], payload: &[u8]) -> Result<Plaintext, CryptoError> {
         .map_err(|_| CryptoError::Failed("output array was not large enough for encryption".into()))
 }
 
+/// KMS v1 data after the encrypted DEK: `unionTransformers{GCM, CBC}`. AES-GCM
+/// with the etcd key as AAD (what 1.25+ writes) first, then AES-CBC (1.24);
+/// the flag says the CBC fallback opened it (stale, and unauthenticated, so
+/// the caller must still check the plaintext).
+pub fn kms_v1_data(dek: &[u8], data: &[u8], aad: &[u8]) -> Result<(Plaintext, bool), CryptoError> {
+    let gcm = match aesgcm(dek, data, aad) {
+        Ok(plain) => return Ok((plain, false)),
+        Err(e) => e,
+    };
+    match aescbc(dek, data) {
+        Ok(plain) => Ok((plain, true)),
+        Err(cbc) => match (&gcm, &cbc) {
+            (CryptoError::Malformed(_), CryptoError::Malformed(_)) => {
+                Err(CryptoError::Malformed(format!("neither AES-GCM ({gcm}) nor AES-CBC ({cbc}) data")))
+            }
+            _ => Err(CryptoError::Failed(format!("AES-GCM: {gcm}; AES-CBC fallback: {cbc}"))),
+        },
+    }
+}
+
+/// Whether KMS v1 data could be either layout at all, checked before any
+/// plugin call: GCM needs a nonce and a tag, CBC an IV and whole blocks.
+pub fn kms_v1_data_shape(data: &[u8]) -> Result<(), CryptoError> {
+    let gcm = data.len() >= GCM_NONCE + GCM_TAG;
+    let cbc = data.len() >= 2 * AES_BLOCK && data.len() % AES_BLOCK == 0;
+    if gcm || cbc {
+        Ok(())
+    } else {
+        Err(short())
+    }
+}
+
+/// KMS v2 `encryptedDEKSourceType` values.
+pub const KMS_V2_AES_GCM_KEY: i32 = 0;
+pub const KMS_V2_HKDF_SEED: i32 = 1;
+
+const XNONCE_INFO: usize = 32;
+const MIN_SEED: usize = 32;
+
+/// Whether `encryptedData` of this source type is long enough to be a value
+/// at all, checked before any plugin call.
+pub fn kms_v2_data_shape(source_type: i32, data: &[u8]) -> Result<(), CryptoError> {
+    let min = match source_type {
+        KMS_V2_AES_GCM_KEY => GCM_NONCE + GCM_TAG,
+        _ => XNONCE_INFO + GCM_NONCE + GCM_TAG,
+    };
+    if data.len() < min {
+        return Err(short());
+    }
+    Ok(())
+}
+
+/// KMS v2 `encryptedData` with the unwrapped DEK source: type 0 is AES-GCM
+/// under the DEK; type 1 (`aes_extended_nonce.go`) derives the key with
+/// HKDF-SHA256 Expand only (PRK = seed, info = the first 32 bytes, L = 32)
+/// and opens the rest with AES-256-GCM. AAD is the etcd key in both.
+pub fn kms_v2_data(
+    source_type: i32,
+    secret: &[u8],
+    data: &[u8],
+    aad: &[u8],
+) -> Result<Plaintext, CryptoError> {
+    kms_v2_data_shape(source_type, data)?;
+    match source_type {
+        KMS_V2_AES_GCM_KEY => aesgcm(secret, data, aad),
+        KMS_V2_HKDF_SEED => {
+            let (info, rest) = data.split_at(XNONCE_INFO);
+            let key = xnonce_key(secret, info)?;
+            aesgcm(key.as_slice(), rest, aad)
+        }
+        t => Err(CryptoError::Malformed(format!("unknown encryptedDEKSourceType: {t}"))),
+    }
+}
+
+/// HKDF-SHA256 Expand (no Extract, no salt) of a KMS v2 seed.
+fn xnonce_key(seed: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    if seed.len() < MIN_SEED {
+        return Err(CryptoError::Failed(format!(
+            "invalid seed length {}, must be at least {MIN_SEED}",
+            seed.len()
+        )));
+    }
+    let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(seed)
+        .map_err(|_| CryptoError::Failed("invalid seed for HKDF".into()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    hk.expand(info, key.as_mut_slice()).map_err(|_| CryptoError::Failed("HKDF expand failed".into()))?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +232,54 @@ mod tests {
     fn secretbox_rejects_short_and_wrong_key() {
         assert!(matches!(secretbox(&[0; 32], &[0; 39]), Err(CryptoError::Malformed(_))));
         assert!(matches!(secretbox(&[0; 32], &[0; 64]), Err(CryptoError::Failed(_))));
+    }
+
+    /// k8s-encryption.md §10 vector 2 (TestExtendedNonceGCMLegacyDataCompatibility).
+    #[test]
+    fn extended_nonce_vector() {
+        let seed = hex::decode("5d40323a820ff95561675e3b95e81867c5fdd561d35a88a2d08b08aa9d4fcf5c").unwrap();
+        let data = hex::decode(
+            "2442759e33945fbad709db577a0f037fd8a709fc76979b8942209debcecb9d57efe3d6ff6a1ef6ee9a5003b9833b3043cec1e47b35175b151107a8d2416b0e296bbf66b5d102fcefdf9a78f293d271",
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(xnonce_key(&seed, &data[..32]).unwrap().as_slice()),
+            "6e58b7659c304b0c382f42f16bd700465def1dead80bf6f1bf1d52073bdb0c00"
+        );
+        let pt = kms_v2_data(KMS_V2_HKDF_SEED, &seed, &data, b"bamboo").unwrap();
+        assert_eq!(pt.as_slice(), b"pandas are the best");
+        assert!(matches!(
+            kms_v2_data(KMS_V2_HKDF_SEED, &seed, &data, b"bambo0"),
+            Err(CryptoError::Failed(_))
+        ));
+        assert!(matches!(
+            kms_v2_data(KMS_V2_HKDF_SEED, &seed[..16], &data, b"bamboo"),
+            Err(CryptoError::Failed(_))
+        ));
+        assert!(matches!(
+            kms_v2_data(KMS_V2_HKDF_SEED, &seed, &data[..50], b"bamboo"),
+            Err(CryptoError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn kms_v1_gcm_then_cbc() {
+        use aes::cipher::BlockEncryptMut;
+        let ct = hex::decode(
+            "9f27c8fcea8a58c467d8e437dbf2d85955f9b4bd912f4ef967d788a0cb07797dac0a3f0a0845605ca85ac8562b4ae1",
+        )
+        .unwrap();
+        let (pt, cbc) = kms_v1_data(b"snorlax_awesomes", &ct, b"bamboo").unwrap();
+        assert_eq!((pt.as_slice(), cbc), (&b"pandas are the best"[..], false));
+        let (key, iv) = ([3u8; 32], [4u8; 16]);
+        let mut block = [0x10u8; 32];
+        block[..16].copy_from_slice(b"0123456789abcdef");
+        let enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key, &iv).unwrap();
+        let ct =
+            enc.encrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut block, 32).unwrap().to_vec();
+        let payload = [iv.as_slice(), &ct].concat();
+        let (pt, cbc) = kms_v1_data(&key, &payload, b"any").unwrap();
+        assert_eq!((pt.as_slice(), cbc), (&b"0123456789abcdef"[..], true));
+        assert!(matches!(kms_v1_data(&key, &[0; 8], b"x"), Err(CryptoError::Malformed(_))));
     }
 }
