@@ -8,7 +8,7 @@ use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
 use etcd_audit::container::Limits;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
-use etcd_audit::run::{self, LiveArgs, LiveMode, ScanArgs};
+use etcd_audit::run::{self, CatalogQuery, LiveArgs, LiveMode, RunError, ScanArgs};
 use etcd_audit::source::live::LiveOptions;
 
 #[derive(Parser)]
@@ -39,6 +39,16 @@ enum Command {
         unpack: UnpackCli,
         #[command(flatten)]
         live: LiveCli,
+    },
+    /// Query the catalog of audited backups (filled by `scan --catalog`).
+    Catalog {
+        /// The catalog file (default: $XDG_DATA_HOME/etcd-audit/catalog.redb).
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(subcommand)]
+        query: CatalogCli,
     },
     /// Compare control-plane nodes' EncryptionConfiguration files.
     Configs {
@@ -78,10 +88,48 @@ struct ScanCli {
     /// Also carve revisions from pages the tree no longer reaches (free pages).
     #[arg(long)]
     residue: bool,
+    /// Record every audited backup in the catalog (default file when PATH is left out),
+    /// and skip backups it already holds with the same keys and tool version.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    catalog: Option<PathBuf>,
+    /// With --catalog: audit again what the catalog already holds.
+    #[arg(long, requires = "catalog")]
+    rescan: bool,
     #[command(flatten)]
     unpack: UnpackCli,
     #[command(flatten)]
     live: LiveCli,
+}
+
+#[derive(Subcommand)]
+enum CatalogCli {
+    /// Every catalogued backup with the keys it needs.
+    List,
+    /// May this key be deleted? Exit 0 when no catalogued backup needs it, 1 listing those that do.
+    CanRetire {
+        /// PROVIDER:NAME, split at the first ':' (names may contain ':'), e.g. aescbc:key-2025.
+        key: String,
+    },
+    /// The keys a recorded backup needs.
+    Needs { source: String },
+    /// Drop backups that expired from storage: one source, or all audited longer ago than a duration.
+    Forget {
+        source: Option<String>,
+        /// e.g. 90d, 12h, 2w.
+        #[arg(long, value_name = "DURATION", conflicts_with = "source")]
+        older_than: Option<String>,
+    },
+}
+
+impl From<CatalogCli> for CatalogQuery {
+    fn from(c: CatalogCli) -> Self {
+        match c {
+            CatalogCli::List => CatalogQuery::List,
+            CatalogCli::CanRetire { key } => CatalogQuery::CanRetire(key),
+            CatalogCli::Needs { source } => CatalogQuery::Needs(source),
+            CatalogCli::Forget { source, older_than } => CatalogQuery::Forget { source, older_than },
+        }
+    }
 }
 
 #[derive(Args)]
@@ -156,6 +204,8 @@ impl ScanCli {
             limits: self.unpack.limits(),
             progress: Progress::new(self.unpack.quiet),
             live: self.live.args(),
+            catalog: self.catalog,
+            rescan: self.rescan,
         }
     }
 }
@@ -167,7 +217,8 @@ fn main() -> ExitCode {
         }
         Command::Scan(cli) => run::scan(&cli.into_args()),
         Command::Keys(cli) => run::keys(&cli.into_args()),
-        Command::Configs { configs, format } => run::configs(&configs, format),
+        Command::Configs { configs, format } => run::configs(&configs, format).map_err(RunError::from),
+        Command::Catalog { catalog, format, query } => run::catalog(catalog.as_deref(), query.into(), format),
     };
     let outcome = match result {
         Ok((stdout, outcome)) => {

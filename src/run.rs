@@ -10,10 +10,15 @@ use serde::Serialize;
 use crate::audit::{
     self, AuditError, Backup, FailOn, Inspection, Judge, KmsOverride, Outcome, ScanOptions, ScanReport, Scope,
 };
+use crate::catalog::{
+    keyring_of, parse_duration, parse_key_ref, AuditRun, BackupRecord, Catalog, CatalogError, ContentId,
+    Origin,
+};
 use crate::container::{self, gardener, ContainerError, Content, Limits};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
 use crate::progress::Progress;
+use crate::report::catalog::Answer;
 use crate::report::{self, keys::Pairing, Entry, Format, Skipped};
 use crate::source::live::{Live, LiveKv, LiveOptions, LiveTarget};
 use crate::source::remote::{ObjectUrl, Remote};
@@ -31,6 +36,21 @@ pub struct ScanArgs {
     pub limits: Limits,
     pub progress: Progress,
     pub live: LiveArgs,
+    /// `--catalog PATH`: record every audited backup; skip what it already holds.
+    pub catalog: Option<PathBuf>,
+    /// `--rescan`: audit again what the catalog already holds.
+    pub rescan: bool,
+}
+
+/// Why a command could not run at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
@@ -58,13 +78,14 @@ pub fn inspect(
             Err(AuditError::NoDatabase("--live-mode range reads no bbolt pages to inspect"))
         }
     };
-    let (entries, skipped) = audit_sources(sources, &Ctx { limits, progress, live, audit: &audit });
+    let (entries, skipped) =
+        audit_sources(sources, &Ctx { limits, progress, live, sweep: None, audit: &audit });
     let outcome =
         worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
     (report::inspect::render(&entries, &skipped, format), outcome)
 }
 
-pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
+pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
     let (entries, skipped) = scan_all(args)?;
     let outcome = worst(
         &entries,
@@ -74,7 +95,7 @@ pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
 }
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
-pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
+pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
     let (entries, skipped) = scan_all(args)?;
     let entries: Vec<Entry<Pairing>> = entries
         .into_iter()
@@ -90,6 +111,71 @@ pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), ConfigError> {
     Ok((report::keys::render(&entries, &skipped, args.format), outcome))
 }
 
+/// A question for the catalog.
+pub enum CatalogQuery {
+    List,
+    /// `PROVIDER:NAME`, split at the first `:` (key names may contain `:`).
+    CanRetire(String),
+    Needs(String),
+    Forget {
+        source: Option<String>,
+        older_than: Option<String>,
+    },
+}
+
+/// `catalog …`: `can-retire` exits 1 when a backup still needs the key,
+/// `needs` exits 2 for a source never audited.
+pub fn catalog(
+    path: Option<&Path>,
+    query: CatalogQuery,
+    format: Format,
+) -> Result<(String, Outcome), RunError> {
+    let catalog = Catalog::open(catalog_path(path)?)?;
+    let (answer, outcome) = match query {
+        CatalogQuery::List => (Answer::List { backups: catalog.list()? }, Outcome::Clean),
+        CatalogQuery::CanRetire(key) => {
+            let (provider, name) = parse_key_ref(&key).ok_or_else(|| {
+                RunError::Usage(format!("expected PROVIDER:NAME (e.g. aescbc:key1), got {key:?}"))
+            })?;
+            let backups = catalog.can_retire(provider, name)?;
+            let outcome = if backups.is_empty() { Outcome::Clean } else { Outcome::Findings };
+            (Answer::CanRetire { key, backups }, outcome)
+        }
+        CatalogQuery::Needs(source) => match catalog.needs(&source)? {
+            Some(keys) => (Answer::Needs { source, keys }, Outcome::Clean),
+            None => {
+                return Err(RunError::Usage(format!(
+                    "{source} is not in the catalog {}",
+                    catalog.path().display()
+                )))
+            }
+        },
+        CatalogQuery::Forget { source, older_than } => {
+            let forgotten = match (source, older_than) {
+                (Some(source), None) => catalog.forget_source(&source)?,
+                (None, Some(age)) => {
+                    catalog.forget_older_than(parse_duration(&age).map_err(RunError::Usage)?)?
+                }
+                _ => {
+                    return Err(RunError::Usage(
+                        "catalog forget takes a SOURCE or --older-than DURATION".into(),
+                    ))
+                }
+            };
+            (Answer::Forget { forgotten }, Outcome::Clean)
+        }
+    };
+    Ok((report::catalog::render(&answer, format), outcome))
+}
+
+/// `--catalog` without a path (or no flag for `catalog …`) means the default file.
+pub fn catalog_path(path: Option<&Path>) -> Result<PathBuf, CatalogError> {
+    match path {
+        Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
+        _ => Catalog::default_path(),
+    }
+}
+
 pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), ConfigError> {
     let configs = load_configs(paths)?;
     let comparison = audit::configs::compare(&configs);
@@ -102,10 +188,16 @@ pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), C
 
 type Audited<T> = (Vec<Entry<T>>, Vec<Skipped>);
 
-fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
+fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, RunError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
     let judge = Judge::new(configs, args.kms.clone());
+    let catalog = match &args.catalog {
+        Some(path) => Some(Catalog::open(catalog_path(Some(path))?)?),
+        None => None,
+    };
+    let run = AuditRun::now(keyring_of(&judge));
+    let sweep = catalog.as_ref().map(|catalog| Sweep { catalog, run: &run, rescan: args.rescan });
     let audit = |unit: &Unit| {
         let mut report = match unit {
             Unit::Database { bytes, chain, wal } => {
@@ -125,15 +217,64 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, ConfigError> {
                 let mut read = |page: &mut dyn FnMut(Vec<LiveKv>)| Ok(live.range(&prefix, page)?);
                 audit::scan_range(&mut read, source, &prefix, &judge, &scope)?
             }
-            Unit::Delta { delta, chain, size } => {
-                audit::scan_delta(delta, chain.to_vec(), *size, &judge, &scope, &args.options)
+            Unit::Delta { delta, chain, bytes } => {
+                audit::scan_delta(delta, chain.to_vec(), bytes.len() as u64, &judge, &scope, &args.options)
             }
         };
+        if catalog.is_some() {
+            report.content_sha256 = unit.content().map(|b| ContentId::of(b).sha256);
+        }
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
     };
-    let ctx = Ctx { limits: args.limits, progress: &args.progress, live: &args.live, audit: &audit };
-    Ok(audit_sources(&args.sources, &ctx))
+    let ctx = Ctx { limits: args.limits, progress: &args.progress, live: &args.live, sweep, audit: &audit };
+    let (entries, mut skipped) = audit_sources(&args.sources, &ctx);
+    if let Some(catalog) = &catalog {
+        let records: Vec<BackupRecord> = entries.iter().filter_map(|e| record_of(e, &run)).collect();
+        catalog.record_all(&records)?;
+        let swept = skipped.iter().filter(|s| s.reason == ALREADY_AUDITED).count();
+        eprintln!(
+            "etcd-audit: catalog {}: recorded {} backups, skipped {swept} already audited",
+            catalog.path().display(),
+            records.len()
+        );
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((entries, skipped))
+}
+
+/// The catalog record of one audited backup (none for failures and for
+/// range reads, which have no content to key it by).
+fn record_of(entry: &Entry<ScanReport>, run: &AuditRun) -> Option<BackupRecord> {
+    let report = entry.result.as_ref()?;
+    let sha256 = report.content_sha256.clone()?;
+    let origin = match &entry.object {
+        Some(object) => Origin::object(object),
+        None => std::fs::metadata(&entry.source)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(Origin::Other, |m| Origin::file(&m)),
+    };
+    let content = ContentId { sha256, size: report.etcd.size_bytes };
+    Some(BackupRecord::from_scan(entry.source.clone(), &content, origin, report, run))
+}
+
+const ALREADY_AUDITED: &str =
+    "already audited with these keys and this tool version (--rescan audits it again)";
+
+/// Incremental sweeps: skip what the catalog already holds, unless `--rescan`.
+struct Sweep<'s> {
+    catalog: &'s Catalog,
+    run: &'s AuditRun,
+    rescan: bool,
+}
+
+impl Sweep<'_> {
+    fn seen(&self, source: &str, origin: Origin) -> Option<Skipped> {
+        let seen =
+            !self.rescan && self.catalog.already_audited(&self.run.seen(source, origin)).unwrap_or(false);
+        seen.then(|| Skipped { path: source.to_string(), reason: ALREADY_AUDITED.to_string() })
+    }
 }
 
 /// One backup, unwrapped and ready to audit.
@@ -146,13 +287,25 @@ enum Unit<'u> {
     Delta {
         delta: &'u gardener::Delta,
         chain: &'u [String],
-        size: u64,
+        bytes: &'u [u8],
     },
     /// A live cluster read key by key (`--live-mode range`).
     Range {
         live: &'u Live,
         source: &'u str,
     },
+}
+
+impl Unit<'_> {
+    /// What the catalog keys a backup by: the bbolt bytes (without a snapshot
+    /// trailer) or the delta snapshot; a range read has no content.
+    fn content(&self) -> Option<&[u8]> {
+        match self {
+            Unit::Database { bytes, .. } => Some(container::split_trailer(bytes).0),
+            Unit::Delta { bytes, .. } => Some(bytes),
+            Unit::Range { .. } => None,
+        }
+    }
 }
 
 /// How live `etcd://` sources are read.
@@ -183,6 +336,7 @@ struct Ctx<'c, T> {
     limits: Limits,
     progress: &'c Progress,
     live: &'c LiveArgs,
+    sweep: Option<Sweep<'c>>,
     audit: &'c AuditFn<'c, T>,
 }
 
@@ -226,6 +380,9 @@ fn visit_remote<T: Serialize + Send>(url: &ObjectUrl, ctx: &Ctx<T>) -> Audited<T
         .into_par_iter()
         .map(|mut object| {
             let name = object.url.clone();
+            if let Some(skip) = ctx.sweep.as_ref().and_then(|s| s.seen(&name, Origin::object(&object))) {
+                return (vec![], vec![skip]);
+            }
             let bar = ctx.progress.download(&name, object.size);
             let downloaded = remote.download(&mut object, &|n| bar.inc(n));
             bar.finish_and_clear();
@@ -288,10 +445,27 @@ fn visit<T: Serialize + Send>(
     };
     match found {
         Found::DataDir(dir) => one(name, audit_data_dir(dir, outer_chain, ctx)),
-        Found::File(path) => match Blob::open(path) {
-            Ok(blob) => visit_blob(blob, &name, outer_chain, explicit, ctx),
-            Err(e) => (vec![failed(name, &e)], vec![]),
-        },
+        Found::File(path) if archive.is_none() && ctx.sweep.is_some() => {
+            let origin = std::fs::metadata(path).map_or(Origin::Other, |m| Origin::file(&m));
+            match ctx.sweep.as_ref().and_then(|s| s.seen(&name, origin)) {
+                Some(skip) => (vec![], vec![skip]),
+                None => visit_file(path, name, outer_chain, explicit, ctx),
+            }
+        }
+        Found::File(path) => visit_file(path, name, outer_chain, explicit, ctx),
+    }
+}
+
+fn visit_file<T: Serialize + Send>(
+    path: &Path,
+    name: String,
+    outer_chain: Vec<String>,
+    explicit: bool,
+    ctx: &Ctx<T>,
+) -> Audited<T> {
+    match Blob::open(path) {
+        Ok(blob) => visit_blob(blob, &name, outer_chain, explicit, ctx),
+        Err(e) => (vec![failed(name, &e)], vec![]),
     }
 }
 
@@ -325,9 +499,9 @@ fn visit_blob<T: Serialize + Send>(
         outer_chain.into_iter().chain(unwrapped.chain.iter().map(|c| c.to_string())).collect();
     let result = match unwrapped.content {
         Content::Database(blob) => audit(&Unit::Database { bytes: blob.bytes(), chain: &chain, wal: None }),
-        Content::Delta(blob) => gardener::parse(blob.bytes()).map_err(AuditError::from).and_then(|delta| {
-            audit(&Unit::Delta { delta: &delta, chain: &chain, size: blob.bytes().len() as u64 })
-        }),
+        Content::Delta(blob) => gardener::parse(blob.bytes())
+            .map_err(AuditError::from)
+            .and_then(|delta| audit(&Unit::Delta { delta: &delta, chain: &chain, bytes: blob.bytes() })),
         Content::Directory(dir) => {
             return match source::discover(dir.path()) {
                 Ok(inner) => visit_all(&inner, Some((name, dir.path(), &chain)), false, ctx),

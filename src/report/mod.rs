@@ -1,5 +1,6 @@
 //! Renderers: JSON with a versioned schema for machines, tables for people.
 
+pub mod catalog;
 pub mod configs;
 pub mod inspect;
 pub mod keys;
