@@ -78,19 +78,19 @@ pub fn inspect(
             Err(AuditError::NoDatabase("--live-mode range reads no bbolt pages to inspect"))
         }
     };
-    let (entries, skipped) =
-        audit_sources(sources, &Ctx { limits, progress, live, sweep: None, audit: &audit });
+    let audited = audit_sources(sources, &Ctx { limits, progress, live, sweep: None, audit: &audit });
     let outcome =
-        worst(&entries, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
-    (report::inspect::render(&entries, &skipped, format), outcome)
+        worst(&audited, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
+    (report::inspect::render(&audited.0, &audited.1, format), outcome)
 }
 
 pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
-    let (entries, skipped) = scan_all(args)?;
+    let audited = scan_all(args)?;
     let outcome = worst(
-        &entries,
+        &audited,
         |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings },
     );
+    let (entries, skipped) = audited;
     Ok((report::scan::render(&entries, &skipped, args.format), outcome))
 }
 
@@ -106,9 +106,10 @@ pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
             object: e.object,
         })
         .collect();
+    let audited = (entries, skipped);
     let outcome =
-        worst(&entries, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
-    Ok((report::keys::render(&entries, &skipped, args.format), outcome))
+        worst(&audited, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
+    Ok((report::keys::render(&audited.0, &audited.1, args.format), outcome))
 }
 
 /// A question for the catalog.
@@ -554,8 +555,13 @@ fn failed<T: Serialize>(source: String, e: &dyn std::fmt::Display) -> Entry<T> {
     Entry { source, error: Some(e.to_string()), result: None, object: None }
 }
 
-fn worst<T: Serialize>(entries: &[Entry<T>], judge: impl Fn(&T) -> Outcome) -> Outcome {
-    entries.iter().map(|e| e.result.as_ref().map_or(Outcome::Failed, &judge)).max().unwrap_or(Outcome::Failed)
+/// The highest outcome over all backups. Nothing audited at all is a failure
+/// (exit 2), unless the catalog showed everything was audited already.
+fn worst<T: Serialize>(audited: &Audited<T>, judge: impl Fn(&T) -> Outcome) -> Outcome {
+    let (entries, skipped) = audited;
+    let nothing =
+        if skipped.iter().any(|s| s.reason == ALREADY_AUDITED) { Outcome::Clean } else { Outcome::Failed };
+    entries.iter().map(|e| e.result.as_ref().map_or(Outcome::Failed, &judge)).max().unwrap_or(nothing)
 }
 
 impl From<SourceError> for AuditError {

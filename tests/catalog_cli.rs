@@ -69,6 +69,7 @@ fn key_retirement_across_backups() {
     // Audited again: skipped, nothing duplicated; --rescan audits again, still no duplicate.
     let again = scan_into(&cat, &[before, after], &[], &[]);
     assert!(again.stderr.contains("recorded 0 backups, skipped 2"), "{}", again.stderr);
+    assert_eq!(again.code, 0, "nothing new to audit is not a failure");
     assert_eq!(again.json()["skipped"].as_array().unwrap().len(), 2);
     let rescan = scan_into(&cat, &[before], &["--rescan"], &[]);
     assert!(rescan.stderr.contains("recorded 1 backups, skipped 0"), "{}", rescan.stderr);

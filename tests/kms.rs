@@ -359,6 +359,9 @@ fn stopped_plugin_gives_unknown_key_and_the_run_goes_on() {
     }
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(b["findings"].as_array().unwrap().iter().any(|f| f["code"] == "unknown-key"));
+    let finding =
+        b["findings"].as_array().unwrap().iter().find(|f| f["code"] == "kms-plugin-unavailable").unwrap();
+    assert!(finding["examples"][0].as_str().unwrap().contains(&plugin.socket), "{finding}");
 }
 
 #[test]

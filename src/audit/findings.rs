@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::forensics::{ResidueRecord, WalRecord};
+use super::pairing::KeyUse;
 use super::scan::{EntryRecord, HistoryRecord};
 use super::verdict::{Class, Judge, Verdict};
 use super::Integrity;
@@ -101,6 +102,7 @@ pub fn findings(
     history: Option<&[HistoryRecord]>,
     residue: Option<&[ResidueRecord]>,
     wal: Option<&[WalRecord]>,
+    keys: &[KeyUse],
     judge: &Judge,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -124,6 +126,7 @@ pub fn findings(
         out.extend(history_findings(history));
     }
     out.extend(exposure_findings(residue, wal));
+    out.extend(kms_plugin_finding(keys));
     out.extend(judge_findings(judge));
     out.sort_by(|a, b| {
         (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count)))
@@ -233,4 +236,26 @@ fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]
         |r| format!("{} ({} index {})", r.at.key, r.wal_file, r.raft_index),
     );
     residue.into_iter().chain(wal).collect()
+}
+
+/// KMS plugins that could not be used: their values stay unknown-key (or,
+/// when only unhealthy, decrypt but would not on a real apiserver).
+fn kms_plugin_finding(keys: &[KeyUse]) -> Option<Finding> {
+    let broken: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            let plugin = k.plugin.as_ref()?;
+            Some(format!("{} ({}): {}", k.name, plugin.endpoint, plugin.error.as_deref()?))
+        })
+        .collect();
+    let n = broken.len() as u64;
+    (n > 0).then(|| {
+        finding(
+            Severity::High,
+            "kms-plugin-unavailable",
+            n,
+            format!("{n} KMS key rows need a plugin that is unreachable, unhealthy or refused: check the socket (--kms NAME=unix:///path) and the plugin's KEK"),
+            broken.into_iter(),
+        )
+    })
 }

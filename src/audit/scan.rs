@@ -319,8 +319,15 @@ fn assemble(
         wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
     let keys = pairing(&entries, judge);
-    let findings =
-        findings(&integrity, &entries, x.history.as_deref(), x.residue.as_deref(), x.wal.as_deref(), judge);
+    let findings = findings(
+        &integrity,
+        &entries,
+        x.history.as_deref(),
+        x.residue.as_deref(),
+        x.wal.as_deref(),
+        &keys,
+        judge,
+    );
     ScanReport {
         container,
         integrity,

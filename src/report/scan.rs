@@ -94,6 +94,14 @@ pub(super) fn keys_table(keys: &[KeyUse]) -> String {
             if k.write_key { "yes" } else { "" },
             k.fingerprint.as_deref().unwrap_or("-")
         );
+        if let Some(plugin) = &k.plugin {
+            let state = plugin.error.as_deref().unwrap_or("ok");
+            let _ = writeln!(
+                out,
+                "             plugin {}: {state}, {} Decrypt calls",
+                plugin.endpoint, plugin.decrypt_calls
+            );
+        }
     }
     out
 }
