@@ -1,5 +1,6 @@
 //! The `etcd-audit` command line: parse arguments, call the library, exit.
 
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use etcd_audit::audit::{FailOn, KmsOverride, Outcome, ScanOptions};
 use etcd_audit::container::Limits;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
-use etcd_audit::run::{self, CatalogQuery, LiveArgs, LiveMode, RunError, ScanArgs};
+use etcd_audit::run::{self, CatalogQuery, LiveArgs, LiveMode, ScanArgs};
 use etcd_audit::source::live::LiveOptions;
 
 #[derive(Parser)]
@@ -211,20 +212,26 @@ impl ScanCli {
 }
 
 fn main() -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
     let result = match Cli::parse().command {
-        Command::Inspect { sources, format, unpack, live } => {
-            Ok(run::inspect(&sources, unpack.limits(), &live.args(), &Progress::new(unpack.quiet), format))
+        Command::Inspect { sources, format, unpack, live } => run::inspect(
+            &mut out,
+            &sources,
+            unpack.limits(),
+            &live.args(),
+            &Progress::new(unpack.quiet),
+            format,
+        ),
+        Command::Scan(cli) => run::scan(&mut out, &cli.into_args()),
+        Command::Keys(cli) => run::keys(&mut out, &cli.into_args()),
+        Command::Configs { configs, format } => run::configs(&mut out, &configs, format),
+        Command::Catalog { catalog, format, query } => {
+            run::catalog(&mut out, catalog.as_deref(), query.into(), format)
         }
-        Command::Scan(cli) => run::scan(&cli.into_args()),
-        Command::Keys(cli) => run::keys(&cli.into_args()),
-        Command::Configs { configs, format } => run::configs(&configs, format).map_err(RunError::from),
-        Command::Catalog { catalog, format, query } => run::catalog(catalog.as_deref(), query.into(), format),
     };
-    let outcome = match result {
-        Ok((stdout, outcome)) => {
-            print!("{stdout}");
-            outcome
-        }
+    let outcome = match result.and_then(|outcome| Ok(out.flush().map(|_| outcome)?)) {
+        Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("etcd-audit: {e}");
             Outcome::Failed

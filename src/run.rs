@@ -2,6 +2,7 @@
 //! `main.rs` only parses arguments and calls these; each returns the text for
 //! stdout and the exit outcome, and writes one line per failed backup to stderr.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -51,6 +52,8 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error("{0}")]
     Usage(String),
+    #[error("writing the report: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
@@ -58,12 +61,13 @@ pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigEr
 }
 
 pub fn inspect(
+    out: &mut dyn Write,
     sources: &[PathBuf],
     limits: Limits,
     live: &LiveArgs,
     progress: &Progress,
     format: Format,
-) -> (String, Outcome) {
+) -> Result<Outcome, RunError> {
     let audit = |unit: &Unit| match unit {
         Unit::Database { bytes, chain, .. } => {
             let backup = Backup::open(bytes)?;
@@ -81,21 +85,23 @@ pub fn inspect(
     let audited = audit_sources(sources, &Ctx { limits, progress, live, sweep: None, audit: &audit });
     let outcome =
         worst(&audited, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
-    (report::inspect::render(&audited.0, &audited.1, format), outcome)
+    report::inspect::render(out, &audited.0, &audited.1, format)?;
+    Ok(outcome)
 }
 
-pub fn scan(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
+pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
     let audited = scan_all(args)?;
     let outcome = worst(
         &audited,
         |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings },
     );
     let (entries, skipped) = audited;
-    Ok((report::scan::render(&entries, &skipped, args.format), outcome))
+    report::scan::render(out, &entries, &skipped, args.format)?;
+    Ok(outcome)
 }
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
-pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
+pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
     let (entries, skipped) = scan_all(args)?;
     let entries: Vec<Entry<Pairing>> = entries
         .into_iter()
@@ -109,7 +115,8 @@ pub fn keys(args: &ScanArgs) -> Result<(String, Outcome), RunError> {
     let audited = (entries, skipped);
     let outcome =
         worst(&audited, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
-    Ok((report::keys::render(&audited.0, &audited.1, args.format), outcome))
+    report::keys::render(out, &audited.0, &audited.1, args.format)?;
+    Ok(outcome)
 }
 
 /// A question for the catalog.
@@ -127,10 +134,11 @@ pub enum CatalogQuery {
 /// `catalog …`: `can-retire` exits 1 when a backup still needs the key,
 /// `needs` exits 2 for a source never audited.
 pub fn catalog(
+    out: &mut dyn Write,
     path: Option<&Path>,
     query: CatalogQuery,
     format: Format,
-) -> Result<(String, Outcome), RunError> {
+) -> Result<Outcome, RunError> {
     let catalog = Catalog::open(catalog_path(path)?)?;
     let (answer, outcome) = match query {
         CatalogQuery::List => (Answer::List { backups: catalog.list()? }, Outcome::Clean),
@@ -166,7 +174,8 @@ pub fn catalog(
             (Answer::Forget { forgotten }, Outcome::Clean)
         }
     };
-    Ok((report::catalog::render(&answer, format), outcome))
+    report::catalog::render(out, &answer, format)?;
+    Ok(outcome)
 }
 
 /// `--catalog` without a path (or no flag for `catalog …`) means the default file.
@@ -177,14 +186,12 @@ pub fn catalog_path(path: Option<&Path>) -> Result<PathBuf, CatalogError> {
     }
 }
 
-pub fn configs(paths: &[PathBuf], format: Format) -> Result<(String, Outcome), ConfigError> {
+pub fn configs(out: &mut dyn Write, paths: &[PathBuf], format: Format) -> Result<Outcome, RunError> {
     let configs = load_configs(paths)?;
     let comparison = audit::configs::compare(&configs);
     let breaks = comparison.differences.iter().any(|d| d.breaks_reads);
-    Ok((
-        report::configs::render(&comparison, format),
-        if breaks { Outcome::Findings } else { Outcome::Clean },
-    ))
+    report::configs::render(out, &comparison, format)?;
+    Ok(if breaks { Outcome::Findings } else { Outcome::Clean })
 }
 
 type Audited<T> = (Vec<Entry<T>>, Vec<Skipped>);

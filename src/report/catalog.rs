@@ -27,12 +27,12 @@ struct Document<'a> {
     answer: &'a Answer,
 }
 
-pub fn render(answer: &Answer, format: Format) -> String {
+pub fn render(out: &mut dyn std::io::Write, answer: &Answer, format: Format) -> std::io::Result<()> {
     if format == Format::Json {
         let doc = Document { schema: SCHEMA, tool_version: crate::TOOL_VERSION, answer };
-        return serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n";
+        return super::write_json(out, &doc);
     }
-    let mut out = String::new();
+    let mut text = String::new();
     match answer {
         Answer::List { backups } => {
             for b in backups {
@@ -46,29 +46,29 @@ pub fn render(answer: &Answer, format: Format) -> String {
                     if keys.is_empty() { "none".into() } else { keys.join(", ") }
                 );
             }
-            let _ = writeln!(out, "{} backups catalogued", backups.len());
+            let _ = writeln!(text, "{} backups catalogued", backups.len());
         }
         Answer::CanRetire { key, backups } if backups.is_empty() => {
-            let _ = writeln!(out, "{key} may be retired: no catalogued backup needs it");
+            let _ = writeln!(text, "{key} may be retired: no catalogued backup needs it");
         }
         Answer::CanRetire { key, backups } => {
-            let _ = writeln!(out, "{key} is still needed by {} backups:", backups.len());
+            let _ = writeln!(text, "{key} is still needed by {} backups:", backups.len());
             for b in backups {
-                let _ = writeln!(out, "  {} (revision {})", b.source, b.revision);
+                let _ = writeln!(text, "  {} (revision {})", b.source, b.revision);
             }
         }
         Answer::Needs { source, keys } => {
-            let _ = writeln!(out, "{source} needs {} keys", keys.len());
+            let _ = writeln!(text, "{source} needs {} keys", keys.len());
             for k in keys {
                 let available = if k.available { "available" } else { "MISSING" };
-                let _ = writeln!(out, "  {} ({} entries, {available})", key_label(k), k.entries);
+                let _ = writeln!(text, "  {} ({} entries, {available})", key_label(k), k.entries);
             }
         }
         Answer::Forget { forgotten } => {
-            let _ = writeln!(out, "forgot {} backups ({} sources)", forgotten.backups, forgotten.sources);
+            let _ = writeln!(text, "forgot {} backups ({} sources)", forgotten.backups, forgotten.sources);
         }
     }
-    out
+    out.write_all(text.as_bytes())
 }
 
 fn key_label(k: &NeededKey) -> String {

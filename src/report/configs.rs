@@ -15,31 +15,31 @@ struct Document<'a> {
     comparison: &'a Comparison,
 }
 
-pub fn render(c: &Comparison, format: Format) -> String {
+pub fn render(out: &mut dyn std::io::Write, c: &Comparison, format: Format) -> std::io::Result<()> {
     if format == Format::Json {
         let doc = Document { schema: SCHEMA, tool_version: crate::TOOL_VERSION, comparison: c };
-        return serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n";
+        return super::write_json(out, &doc);
     }
-    let mut out = String::new();
+    let mut text = String::new();
     for config in &c.configs {
-        let _ = writeln!(out, "{}", config.path);
+        let _ = writeln!(text, "{}", config.path);
         for r in &config.resources {
-            let _ = writeln!(out, "  {:<24} {}", r.resource, r.providers.join(" > "));
+            let _ = writeln!(text, "  {:<24} {}", r.resource, r.providers.join(" > "));
             for k in &r.keys {
-                let _ = writeln!(out, "  {:<24}   {} {} {}", "", k.provider, k.name, k.fingerprint);
+                let _ = writeln!(text, "  {:<24}   {} {} {}", "", k.provider, k.name, k.fingerprint);
             }
         }
     }
     if c.differences.is_empty() {
-        let _ = writeln!(out, "verdict     configs agree");
+        let _ = writeln!(text, "verdict     configs agree");
     } else {
-        let _ = writeln!(out, "differences");
+        let _ = writeln!(text, "differences");
         for d in &c.differences {
             let mark = if d.breaks_reads { "BREAKS READS" } else { "differs" };
-            let _ = writeln!(out, "  {mark:<12} {}: {}", d.resource, d.message);
+            let _ = writeln!(text, "  {mark:<12} {}: {}", d.resource, d.message);
         }
         let breaking = c.differences.iter().filter(|d| d.breaks_reads).count();
-        let _ = writeln!(out, "verdict     {breaking} read-breaking differences");
+        let _ = writeln!(text, "verdict     {breaking} read-breaking differences");
     }
-    out
+    out.write_all(text.as_bytes())
 }

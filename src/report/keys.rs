@@ -35,8 +35,13 @@ impl Pairing {
     }
 }
 
-pub fn render(backups: &[Entry<Pairing>], skipped: &[Skipped], format: Format) -> String {
-    super::render(SCHEMA, backups, skipped, format, table)
+pub fn render(
+    out: &mut dyn std::io::Write,
+    backups: &[Entry<Pairing>],
+    skipped: &[Skipped],
+    format: Format,
+) -> std::io::Result<()> {
+    super::render(out, SCHEMA, backups, skipped, format, table)
 }
 
 fn table(entry: &Entry<Pairing>) -> String {

@@ -6,6 +6,8 @@ pub mod inspect;
 pub mod keys;
 pub mod scan;
 
+use std::io::Write;
+
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -41,22 +43,34 @@ struct Document<'a, T: Serialize> {
     skipped: &'a [Skipped],
 }
 
-fn json<T: Serialize>(schema: &'static str, backups: &[Entry<T>], skipped: &[Skipped]) -> String {
-    let doc = Document { schema, tool_version: crate::TOOL_VERSION, backups, skipped };
-    serde_json::to_string_pretty(&doc).expect("report types always serialize") + "\n"
+/// Streams JSON to `out`: a report of 300k entries is never held twice in memory.
+pub(crate) fn write_json(out: &mut dyn Write, doc: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc)?;
+    writeln!(out)
 }
 
 /// JSON of the versioned `schema`, or one table per backup and the skipped files.
 fn render<T: Serialize>(
+    out: &mut dyn Write,
     schema: &'static str,
     backups: &[Entry<T>],
     skipped: &[Skipped],
     format: Format,
     table: fn(&Entry<T>) -> String,
-) -> String {
+) -> std::io::Result<()> {
     match format {
-        Format::Json => json(schema, backups, skipped),
-        Format::Table => backups.iter().map(table).collect::<Vec<_>>().join("\n") + &skipped_table(skipped),
+        Format::Json => {
+            write_json(out, &Document { schema, tool_version: crate::TOOL_VERSION, backups, skipped })
+        }
+        Format::Table => {
+            for (i, backup) in backups.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                out.write_all(table(backup).as_bytes())?;
+            }
+            out.write_all(skipped_table(skipped).as_bytes())
+        }
     }
 }
 

@@ -5,8 +5,13 @@ use crate::audit::{Class, KeyUse, ScanReport};
 
 pub const SCHEMA: &str = "etcd-audit.scan/v1";
 
-pub fn render(backups: &[Entry<ScanReport>], skipped: &[Skipped], format: Format) -> String {
-    super::render(SCHEMA, backups, skipped, format, table)
+pub fn render(
+    out: &mut dyn std::io::Write,
+    backups: &[Entry<ScanReport>],
+    skipped: &[Skipped],
+    format: Format,
+) -> std::io::Result<()> {
+    super::render(out, SCHEMA, backups, skipped, format, table)
 }
 
 fn table(entry: &Entry<ScanReport>) -> String {
