@@ -53,12 +53,7 @@ fn history_holds_exactly_the_plaintext_revisions_left_behind() {
     let fields = ["key", "mod_revision", "class", "deleted", "tombstone", "create_revision", "version"];
     assert_eq!(rows(&b["history"], &fields), rows(&exp["history"], &fields));
     assert_eq!(b["forensics"]["history"]["plaintext"], exp["summary"]["history"]["plaintext"]);
-    let codes = finding_codes(b);
-    assert!(
-        codes.iter().any(|c| c == "history-plaintext")
-            && codes.iter().any(|c| c == "deleted-plaintext-in-history"),
-        "{codes:?}"
-    );
+    assert_findings(b, &["history-plaintext", "deleted-plaintext-in-history"]);
 }
 
 #[test]

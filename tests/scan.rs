@@ -103,12 +103,7 @@ fn history_holds_the_plaintext_left_behind() {
         ]
     );
     assert_eq!(b["forensics"]["history"]["plaintext"], 2);
-    let codes = finding_codes(b);
-    assert!(
-        codes.iter().any(|c| c == "history-plaintext")
-            && codes.iter().any(|c| c == "deleted-plaintext-in-history"),
-        "{codes:?}"
-    );
+    assert_findings(b, &["history-plaintext", "deleted-plaintext-in-history"]);
 }
 
 #[test]

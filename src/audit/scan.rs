@@ -286,13 +286,12 @@ fn judge_rows(
         .chunk_by(|a, b| a.kv.key == b.kv.key)
         .filter_map(|g| Some((filter.parse(g[0].kv.key)?, g)))
         .collect();
-    let entries: Vec<EntryRecord> = in_scope
-        .par_iter()
-        .filter_map(|(rk, g)| {
-            let live = g.last().filter(|r| !r.rev.tombstone)?;
-            Some(entry(rk, live, judge.judge(live.kv.key, rk, live.kv.value)))
-        })
-        .collect();
+    // Live keys first, so the parallel map is indexed and collects in place
+    // (a filtering parallel collect would hold the entries twice).
+    let live: Vec<(&RegistryKey, &Row)> =
+        in_scope.iter().filter_map(|(rk, g)| Some((rk, g.last().filter(|r| !r.rev.tombstone)?))).collect();
+    let entries: Vec<EntryRecord> =
+        live.par_iter().map(|(rk, row)| entry(rk, row, judge.judge(row.kv.key, rk, row.kv.value))).collect();
     let history = with_history.then(|| history(&in_scope, judge));
     (entries, history)
 }

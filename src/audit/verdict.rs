@@ -45,7 +45,8 @@ pub struct Verdict {
     pub stale: Option<bool>,
     pub detail: Option<String>,
     /// Kind, apiVersion and, for Secrets, type and data key names.
-    pub object: Option<ObjectInfo>,
+    /// Boxed: most of a report's memory is its entries, and most fields are small.
+    pub object: Option<Box<ObjectInfo>>,
     #[serde(skip)]
     pub key: Option<KeyId>,
     /// Decryptable only with a key the resource's provider list lacks.
@@ -124,7 +125,7 @@ impl Judge {
             ReadOutcome::NotEncrypted => {
                 let (encoding, object) = decode_object(value);
                 v.encoding = Some(encoding);
-                v.object = object;
+                v.object = object.map(Box::new);
                 v.plaintext_unreadable =
                     list.is_some_and(|l| !l.iter().any(|p| matches!(p, Provider::Identity)));
             }
@@ -135,7 +136,7 @@ impl Judge {
                 let writes = matches!(list.as_ref().and_then(|l| l.first()), Some(Provider::Keys(_, keys)) if keys[0].same_as(k));
                 v.class = Class::Decryptable;
                 v.encoding = Some(encoding);
-                v.object = Some(object);
+                v.object = Some(Box::new(object));
                 v.stale = Some(!writes);
                 v.key = Some(key);
                 v.outside_provider_list = !list.is_some_and(|l| l.iter().any(holds));
@@ -146,7 +147,7 @@ impl Judge {
                 let writes = list.as_ref().and_then(|l| l.first()).is_some_and(this);
                 v.class = Class::Decryptable;
                 v.encoding = Some(encoding);
-                v.object = Some(object);
+                v.object = Some(Box::new(object));
                 v.stale = Some(stale.is_some() || !writes);
                 let detail: Vec<String> = stale.into_iter().chain(note).collect();
                 v.detail = (!detail.is_empty()).then(|| detail.join("; "));

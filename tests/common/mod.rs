@@ -109,6 +109,14 @@ pub fn finding_codes(backup: &serde_json::Value) -> Vec<String> {
     backup["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
 }
 
+/// Asserts that one backup of a scan's JSON has every finding in `codes`.
+pub fn assert_findings(backup: &serde_json::Value, codes: &[&str]) {
+    let found = finding_codes(backup);
+    for code in codes {
+        assert!(found.iter().any(|c| c == code), "no {code} finding in {found:?}");
+    }
+}
+
 /// A deterministic xorshift generator, so corruption tests are repeatable.
 pub struct Rng(pub u64);
 
