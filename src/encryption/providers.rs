@@ -129,7 +129,7 @@ pub fn kms_v1_data(dek: &[u8], data: &[u8], aad: &[u8]) -> Result<(Plaintext, bo
 /// plugin call: GCM needs a nonce and a tag, CBC an IV and whole blocks.
 pub fn kms_v1_data_shape(data: &[u8]) -> Result<(), CryptoError> {
     let gcm = data.len() >= GCM_NONCE + GCM_TAG;
-    let cbc = data.len() >= 2 * AES_BLOCK && data.len() % AES_BLOCK == 0;
+    let cbc = data.len() >= 2 * AES_BLOCK && data.len().is_multiple_of(AES_BLOCK);
     if gcm || cbc {
         Ok(())
     } else {
