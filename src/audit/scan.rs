@@ -44,9 +44,10 @@ pub struct ScanReport {
     pub findings: Vec<Finding>,
     /// The `--fail-on` tokens this backup matched (set by the caller's policy).
     pub failed_on: Vec<&'static str>,
-    /// SHA-256 of the audited bytes, when a catalog asked for it (set by the caller).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_sha256: Option<String>,
+    /// SHA-256 (hex) and length of the audited bytes, when a catalog asked for
+    /// them (set by the caller).
+    #[serde(skip)]
+    pub content: Option<(String, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,7 +341,7 @@ fn assemble(
         wal: x.wal,
         findings,
         failed_on: Vec::new(),
-        content_sha256: None,
+        content: None,
     }
 }
 
