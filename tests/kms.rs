@@ -340,7 +340,6 @@ fn each_dek_is_unwrapped_once_per_run() {
 fn stopped_plugin_gives_unknown_key_and_the_run_goes_on() {
     let mut plugin = Plugin::start(&[]);
     assert_eq!(plugin.stop().trim(), "decrypt_calls 0");
-    let started = Instant::now();
     let (r, doc) = scan_kms(&plugin.overrides());
     assert_eq!(r.code, 1, "unknown-key fails the default policy; the report is still produced");
     let b = &doc["backups"][0];
@@ -357,7 +356,6 @@ fn stopped_plugin_gives_unknown_key_and_the_run_goes_on() {
         assert!(row["plugin"]["error"].as_str().unwrap().contains("not reachable"));
         assert_eq!(row["plugin"]["decrypt_calls"], 0);
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
     assert!(b["findings"].as_array().unwrap().iter().any(|f| f["code"] == "unknown-key"));
     let finding =
         b["findings"].as_array().unwrap().iter().find(|f| f["code"] == "kms-plugin-unavailable").unwrap();
