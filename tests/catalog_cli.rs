@@ -97,28 +97,8 @@ fn key_retirement_across_backups() {
 fn incremental_sweep_of_an_s3_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("catalog.redb");
-    let mut child = std::process::Command::new("python3")
-        .arg(testdata("../tests/support/s3_server.py"))
-        .arg(testdata(""))
-        .arg("open")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let info: Value = loop {
-        let line = lines.next().expect("s3 server").unwrap();
-        if let Ok(v) = serde_json::from_str(&line) {
-            break v;
-        }
-    };
-    let env = vec![
-        ("AWS_ENDPOINT_URL", info["endpoint"].as_str().unwrap().to_string()),
-        ("AWS_ACCESS_KEY_ID", info["access_key"].as_str().unwrap().to_string()),
-        ("AWS_SECRET_ACCESS_KEY", info["secret_key"].as_str().unwrap().to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
+    let s3 = SupportServer::start("s3_server.py", &["open"]);
+    let env = s3.s3_env("endpoint");
     let first = scan_into(&cat, &["s3://backups/k3s/"], &[], &env);
     assert!(first.stderr.contains("recorded 2 backups, skipped 0"), "{}", first.stderr);
     let second = scan_into(&cat, &["s3://backups/k3s/"], &[], &env);
@@ -136,6 +116,4 @@ fn incremental_sweep_of_an_s3_prefix() {
     assert_eq!(records[0]["size"], 49152, "the bbolt bytes, without the snapshot trailer");
     let third = scan_into(&cat, &["s3://backups/k3s/"], &["--rescan"], &env);
     assert!(third.stderr.contains("recorded 2 backups, skipped 0"), "{}", third.stderr);
-    let _ = child.kill();
-    let _ = child.wait();
 }

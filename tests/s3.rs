@@ -5,66 +5,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
 
-struct S3 {
-    child: Child,
-    info: Value,
+fn start_s3(mode: &str) -> SupportServer {
+    SupportServer::start("s3_server.py", &[mode])
 }
 
-impl S3 {
-    fn start(mode: &str) -> S3 {
-        let mut child = Command::new("python3")
-            .arg(testdata("../tests/support/s3_server.py"))
-            .arg(testdata(""))
-            .arg(mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto[server] (scripts/setup.sh installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let info = loop {
-            let line = lines.next().expect("s3_server.py exited before it was ready").unwrap();
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                break v;
-            }
-        };
-        S3 { child, info }
-    }
-
-    fn env(&self, endpoint: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.info[endpoint].as_str().unwrap().to_string()),
-            ("AWS_ACCESS_KEY_ID", self.info["access_key"].as_str().unwrap().to_string()),
-            ("AWS_SECRET_ACCESS_KEY", self.info["secret_key"].as_str().unwrap().to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ]
-    }
-
-    fn dropped(&self) -> Vec<String> {
-        let url = format!("{}/__dropped", self.info["proxy"].as_str().unwrap());
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The paths the dropping proxy of `s3_server.py` has cut so far.
+fn dropped(s3: &SupportServer) -> Vec<String> {
+    let url = format!("{}/__dropped", s3.info["proxy"].as_str().unwrap());
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn scan(env: &[(&str, String)], args: &[&str]) -> Run {
@@ -76,8 +37,8 @@ fn scan(env: &[(&str, String)], args: &[&str]) -> Run {
 
 #[test]
 fn object_storage_sources() {
-    let s3 = S3::start("open");
-    let env = s3.env("endpoint");
+    let s3 = start_s3("open");
+    let env = s3.s3_env("endpoint");
     let local = scan(&[], &[path_str(&testdata("etcd35-scan.snapshot.db"))]).json();
     let local_summary = &local["backups"][0]["summary"];
 
@@ -124,15 +85,15 @@ fn object_storage_sources() {
 
 #[test]
 fn large_object_survives_a_dropped_connection() {
-    let s3 = S3::start("open");
-    let proxied = s3.env("proxy");
+    let s3 = start_s3("open");
+    let proxied = s3.s3_env("proxy");
     let r = scan(&proxied, &["s3://backups/big/member-db"]);
     let b = &r.json()["backups"][0];
     assert_eq!(b["error"], Value::Null, "{}", r.stderr);
     assert!(b["object"]["size"].as_u64().unwrap() > 100 << 20);
     assert_eq!(b["container"], serde_json::json!(["bbolt"]));
     assert_eq!(b["summary"]["plaintext"], 5);
-    assert_eq!(s3.dropped(), ["/backups/big/member-db"], "the proxy cut the first download");
+    assert_eq!(dropped(&s3), ["/backups/big/member-db"], "the proxy cut the first download");
 
     // A server that always drops: retries, then a clear error, exit 2.
     let r = scan(&proxied, &["s3://backups/flaky/always-drop.db"]);
@@ -142,8 +103,8 @@ fn large_object_survives_a_dropped_connection() {
 
 #[test]
 fn wrong_credentials_are_refused_clearly() {
-    let s3 = S3::start("auth");
-    let mut env = s3.env("endpoint");
+    let s3 = start_s3("auth");
+    let mut env = s3.s3_env("endpoint");
     let ok = scan(&env, &["s3://backups/single/etcd35-scan.snapshot.db"]);
     assert_eq!(ok.json()["backups"][0]["error"], Value::Null, "{}", ok.stderr);
     env[1].1 = "AKIAWRONGWRONGWRONG0".into();
@@ -157,21 +118,8 @@ fn wrong_credentials_are_refused_clearly() {
 /// emulator (Azurite) on 127.0.0.1.
 #[test]
 fn azure_blob_storage_through_azurite() {
-    let mut child = Command::new("python3")
-        .arg(testdata("../tests/support/azure_server.py"))
-        .arg(testdata(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with azure-storage-blob and azurite (scripts/setup.sh installs them)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let info: Value = loop {
-        let line = lines.next().expect("azure_server.py exited before it was ready").unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            break v;
-        }
-    };
+    let azurite = SupportServer::start("azure_server.py", &[]);
+    let info = &azurite.info;
     let env = vec![
         ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
         ("AZURITE_BLOB_STORAGE_URL", info["url"].as_str().unwrap().to_string()),
@@ -188,6 +136,4 @@ fn azure_blob_storage_through_azurite() {
     assert_eq!(backups[0]["object"]["user_metadata"]["k3s_node_name"], "node-1");
     let missing = scan(&env, &["az://backups/nope.db"]);
     assert_eq!(missing.code, 2);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -117,6 +117,55 @@ pub fn assert_findings(backup: &serde_json::Value, codes: &[&str]) {
     }
 }
 
+/// A test server from `tests/support/` (a Python script), ready once it has
+/// printed its JSON line of ports and credentials; stopped when dropped.
+pub struct SupportServer {
+    child: std::process::Child,
+    pub info: serde_json::Value,
+}
+
+impl SupportServer {
+    /// `python3 tests/support/SCRIPT <testdata dir> ARGS…`
+    pub fn start(script: &str, args: &[&str]) -> SupportServer {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script))
+            .arg(testdata(""))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/setup.sh installs what the support servers need)");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let info = loop {
+            let line = lines.next().unwrap_or_else(|| panic!("{script} exited before it was ready")).unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                break v;
+            }
+        };
+        SupportServer { child, info }
+    }
+
+    /// The AWS environment for an `s3_server.py`, through its `endpoint` or `proxy`.
+    pub fn s3_env(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        let info = |k: &str| self.info[k].as_str().unwrap().to_string();
+        vec![
+            ("AWS_ENDPOINT_URL", info(endpoint)),
+            ("AWS_ACCESS_KEY_ID", info("access_key")),
+            ("AWS_SECRET_ACCESS_KEY", info("secret_key")),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+}
+
+impl Drop for SupportServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A deterministic xorshift generator, so corruption tests are repeatable.
 pub struct Rng(pub u64);
 
