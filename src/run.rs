@@ -16,7 +16,7 @@ use crate::catalog::{
     keyring_of, parse_duration, parse_key_ref, AuditRun, BackupRecord, Catalog, CatalogError, ContentId,
     Origin,
 };
-use crate::container::{self, gardener, ContainerError, Content, Limits};
+use crate::container::{self, gardener, ContainerError, Content, Limits, Trailer};
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::wal::{self, WalFile};
 use crate::progress::Progress;
@@ -231,10 +231,7 @@ fn scan_all(args: &ScanArgs) -> Result<Audited<ScanReport>, RunError> {
             }
         };
         if catalog.is_some() {
-            report.content = unit.content().map(|b| {
-                let id = ContentId::of(b);
-                (id.sha256, id.size)
-            });
+            report.content = content_id(unit, report.integrity.sha256_trailer);
         }
         report.failed_on = args.fail_on.matched(&report);
         Ok(report)
@@ -318,6 +315,18 @@ impl Unit<'_> {
             Unit::Range { .. } => None,
         }
     }
+}
+
+/// The catalog key of a unit: SHA-256 and length of its content. A valid
+/// snapshot trailer already is the SHA-256 of the bbolt bytes, so those are
+/// hashed again only when there is no trailer to take it from.
+fn content_id(unit: &Unit, trailer: Trailer) -> Option<(String, u64)> {
+    let content = unit.content()?;
+    let sha256 = match unit {
+        Unit::Database { bytes, .. } if trailer == Trailer::Valid => hex::encode(&bytes[content.len()..]),
+        _ => ContentId::of(content).sha256,
+    };
+    Some((sha256, content.len() as u64))
 }
 
 /// How live `etcd://` sources are read.
