@@ -29,53 +29,8 @@ export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ next to the generators
 export GO111MODULE=off             # stdlib-only programs, GOPATH mode
 
 WORK=$(mktemp -d /tmp/etcd-audit-containers.XXXXXX)
-ETCD_PID=""
-
-stop_etcd() {
-    if [[ -n $ETCD_PID ]] && kill -0 "$ETCD_PID" 2>/dev/null; then
-        kill -TERM "$ETCD_PID"       # clean shutdown: bbolt closed, WAL synced
-        wait "$ETCD_PID" 2>/dev/null || true
-    fi
-    ETCD_PID=""
-}
-cleanup() {
-    stop_etcd
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_etcd NAME DATA_DIR: sets ETCD_PID and PORT. An existing data dir is restarted as is.
-start_etcd() {
-    local name=$1 peer
-    DATA=$2
-    PORT=$(free_port)
-    peer=$(free_port)
-    "$ETCD" --name "$name" --data-dir "$DATA" \
-        --listen-client-urls "http://127.0.0.1:$PORT" --advertise-client-urls "http://127.0.0.1:$PORT" \
-        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-        --initial-cluster "$name=http://127.0.0.1:$peer" --enable-v2=false \
-        >"$WORK/$name.log" 2>&1 &
-    ETCD_PID=$!
-    for _ in $(seq 100); do
-        if curl -sf "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"health":"true"'; then
-            echo "== $name: $("$ETCD" --version | head -1) on port $PORT"
-            return 0
-        fi
-        if ! kill -0 "$ETCD_PID" 2>/dev/null; then
-            cat "$WORK/$name.log" >&2
-            echo "etcd $name exited during startup" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "etcd $name not healthy after 10s" >&2
-    exit 1
-}
+# shellcheck source=etcd-lib.sh
+source "$GEN/etcd-lib.sh"
 
 [[ -f $SRC ]] || { echo "$SRC missing: run testdata/gen/make-fixtures.sh first" >&2; exit 1; }
 REV=$("$ETCDUTL" snapshot status -w json "$SRC" | python3 -c 'import json, sys; print(json.load(sys.stdin)["revision"])')
@@ -85,7 +40,7 @@ go build -o "$WORK/lzw" "$GEN/containers_lzw.go"
 go build -o "$WORK/k3szip" "$GEN/containers_k3szip.go"
 
 # ---- Gardener delta from real watch events --------------------------------------------------
-start_etcd delta "$WORK/delta"
+start_etcd "$ETCD" delta "$WORK/delta"
 python3 "$GEN/containers_build.py" write-delta --port "$PORT" --state "$WORK/delta.json"
 START=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["start"])' "$WORK/delta.json")
 # The watch replays history from START and then waits forever: bound it. 124 = timed out (normal).
@@ -96,7 +51,7 @@ timeout 3 "$ETCDCTL" --endpoints "http://127.0.0.1:$PORT" watch --prefix / --rev
 stop_etcd
 
 # ---- data dir --------------------------------------------------------------------------------
-start_etcd datadir "$WORK/datadir"
+start_etcd "$ETCD" datadir "$WORK/datadir"
 python3 "$GEN/containers_build.py" write-datadir --port "$PORT" --state "$WORK/datadir.json"
 stop_etcd
 
@@ -120,7 +75,7 @@ python3 "$GEN/containers_verify.py" --out "$OUT" --src "$SRC" --lzw "$WORK/lzw" 
 echo "== restart etcd on the unpacked data-dir tarball (a real etcd must accept it)"
 mkdir "$WORK/unpacked"
 tar xzf "$OUT/datadir/etcd-data.tar.gz" -C "$WORK/unpacked"
-start_etcd datadir "$WORK/unpacked/etcd"
+start_etcd "$ETCD" datadir "$WORK/unpacked/etcd"
 python3 "$GEN/containers_build.py" check-datadir --port "$PORT" --state "$WORK/datadir.json"
 stop_etcd
 
