@@ -16,10 +16,6 @@ impl Progress {
         Progress { bars: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
     }
 
-    pub fn hidden() -> Self {
-        Progress { bars: None }
-    }
-
     /// A byte counter for a download of `size` bytes.
     pub fn download(&self, name: &str, size: u64) -> ProgressBar {
         self.add(ProgressBar::new(size), "{spinner} {msg} {bytes}/{total_bytes} ({bytes_per_sec})", name)

@@ -27,8 +27,4 @@ impl PageSet {
         self.bits[word] |= bit;
         fresh
     }
-
-    pub fn count(&self) -> u64 {
-        self.bits.iter().map(|w| u64::from(w.count_ones())).sum()
-    }
 }

@@ -89,10 +89,6 @@ impl Keyring {
         &self.keys[id]
     }
 
-    pub fn kms_providers(&self) -> &[KmsProvider] {
-        &self.kms
-    }
-
     /// The KMS plugins of the configs and overrides.
     pub fn kms_plugins(&self) -> &KmsPlugins {
         &self.plugins
