@@ -1,6 +1,7 @@
 //! etcd-audit: an offline, read-only auditor for etcd backups of Kubernetes
 //! clusters. Data flows one way:
-//! `source → container → bolt → etcd → k8s → encryption → audit → report`.
+//! `source → container → walk → bolt → etcd → k8s → encryption → audit → report`,
+//! with the `catalog` of audited backups last; `run` holds the commands.
 
 pub mod audit;
 pub mod bolt;
@@ -9,9 +10,13 @@ pub mod container;
 pub mod encryption;
 pub mod etcd;
 pub mod k8s;
+pub mod net;
 pub mod progress;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod walk;
+
+pub use net::error_chain;
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

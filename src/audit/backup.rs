@@ -2,12 +2,11 @@ use serde::Serialize;
 
 use super::AuditError;
 use crate::bolt::{self, CheckReport, Db, Layout, MetaError};
-use crate::container::{self, Kind, Trailer};
+use crate::container::{self, Trailer};
 use crate::etcd::{EtcdMeta, META_BUCKET};
 
 /// One backup, opened and walked once; every audit reads from this.
 pub struct Backup<'a> {
-    pub container: Vec<String>,
     pub db: Db<'a>,
     pub layout: Layout<'a>,
     pub check: CheckReport,
@@ -37,7 +36,7 @@ impl<'a> Backup<'a> {
     /// Opens the bbolt inside `bytes`, walks it and checks it. The trailer's
     /// SHA-256 runs beside the walk: both read the whole file.
     pub fn open(bytes: &'a [u8]) -> Result<Self, AuditError> {
-        let (db_bytes, has_trailer) = container::split_trailer(bytes);
+        let (db_bytes, _) = container::split_trailer(bytes);
         let db = Db::open(db_bytes)?;
         let (trailer, (layout, check)) = rayon::join(
             || container::verify_trailer(bytes),
@@ -57,9 +56,7 @@ impl<'a> Backup<'a> {
             notes: vec![],
             ok,
         };
-        let kind = if has_trailer { Kind::EtcdSnapshot } else { Kind::Bbolt };
-        let container = vec![kind.name().to_string()];
-        Ok(Backup { container, db, layout, check, etcd_meta, integrity })
+        Ok(Backup { db, layout, check, etcd_meta, integrity })
     }
 }
 

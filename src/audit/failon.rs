@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::scan::ScanReport;
+use super::record::{ScanReport, Summary};
 use super::verdict::Class;
 
 pub const TOKENS: &[&str] = &[
@@ -47,7 +47,7 @@ impl std::str::FromStr for FailOn {
 impl FailOn {
     /// The tokens of `report` that this policy fails on.
     pub fn matched(&self, report: &ScanReport) -> Vec<&'static str> {
-        let plain = |s: &Option<super::Summary>| s.as_ref().is_some_and(|s| s.get(Class::Plaintext) > 0);
+        let plain = |s: &Option<Summary>| s.as_ref().is_some_and(|s| s.get(Class::Plaintext) > 0);
         let hit = |token: &str| match token {
             "integrity" => !report.integrity.ok,
             "stale" => report.entries.iter().any(|e| e.verdict.stale == Some(true)),

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use super::forensics::{ResidueRecord, WalRecord};
 use super::pairing::KeyUse;
-use super::scan::{EntryRecord, HistoryRecord};
+use super::record::{EntryRecord, HistoryRecord, ResidueRecord, WalRecord};
 use super::verdict::{Class, Judge, Verdict};
 use super::Integrity;
 

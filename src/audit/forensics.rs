@@ -4,45 +4,14 @@
 use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
-use serde::Serialize;
 
-use super::scan::Location;
-use super::verdict::{Judge, Verdict};
+use super::record::{null_class, Location, ResidueRecord, WalRecord};
+use super::verdict::Judge;
 use super::Scope;
 use crate::bolt::{Db, PageSet, Pgid};
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision};
 use crate::k8s::RegistryKey;
-
-#[derive(Debug, Serialize)]
-pub struct ResidueRecord {
-    #[serde(flatten)]
-    pub at: Location,
-    pub mod_revision: i64,
-    /// The page the revision was carved from (the lowest, when several hold it).
-    pub page: Pgid,
-    /// A carved delete: it says the key existed, and stores no value.
-    pub tombstone: bool,
-    /// `None` for a tombstone.
-    #[serde(flatten)]
-    pub verdict: Option<Verdict>,
-    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    class: Option<()>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WalRecord {
-    #[serde(flatten)]
-    pub at: Location,
-    /// Always null: a WAL entry is a proposal, not a committed revision.
-    pub mod_revision: Option<i64>,
-    pub wal_file: String,
-    pub raft_index: u64,
-    pub term: u64,
-    #[serde(flatten)]
-    pub verdict: Verdict,
-}
 
 /// What decides which keys are judged: the prefix in use and the scope.
 pub struct KeyFilter<'s> {
@@ -53,15 +22,6 @@ pub struct KeyFilter<'s> {
 impl KeyFilter<'_> {
     pub fn parse<'k>(&self, key: &'k [u8]) -> Option<RegistryKey<'k>> {
         RegistryKey::parse(key, self.prefix).filter(|rk| self.scope.contains(&rk.resource))
-    }
-}
-
-pub fn location(key: &[u8], rk: &RegistryKey) -> Location {
-    Location {
-        key: String::from_utf8_lossy(key).into_owned(),
-        resource: rk.resource.to_string(),
-        namespace: rk.namespace.map(str::to_owned),
-        name: rk.name.to_owned(),
     }
 }
 
@@ -100,11 +60,11 @@ pub fn residue(
             let rk = filter.parse(kv.key)?;
             let verdict = (!rev.tombstone).then(|| judge.judge(kv.key, &rk, kv.value));
             Some(ResidueRecord {
-                at: location(kv.key, &rk),
+                at: Location::new(kv.key, &rk),
                 mod_revision: rev.main,
                 page,
                 tombstone: rev.tombstone,
-                class: verdict.is_none().then_some(()),
+                class: null_class(&verdict),
                 verdict,
             })
         })
@@ -121,7 +81,7 @@ pub fn wal_entries(segments: &[(String, WalFile)], filter: &KeyFilter, judge: &J
             wal.puts.iter().filter_map(move |put| {
                 let rk = filter.parse(&put.key)?;
                 Some(WalRecord {
-                    at: location(&put.key, &rk),
+                    at: Location::new(&put.key, &rk),
                     mod_revision: None,
                     wal_file: name.clone(),
                     raft_index: put.raft_index,

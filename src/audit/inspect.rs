@@ -43,7 +43,8 @@ pub struct PageCounts {
     pub free: u64,
 }
 
-pub fn inspect(backup: &Backup) -> Inspection {
+/// `container` is the chain of layers the backup came out of.
+pub fn inspect(backup: &Backup, container: Vec<String>) -> Inspection {
     let status = etcd::status(&backup.db, &backup.layout);
     let meta = &backup.etcd_meta;
     let scheduled = meta.scheduled_compact_revision.filter(|s| Some(*s) != meta.finished_compact_revision);
@@ -58,7 +59,7 @@ pub fn inspect(backup: &Backup) -> Inspection {
         })
         .collect();
     Inspection {
-        container: backup.container.clone(),
+        container,
         integrity: backup.integrity.clone(),
         etcd: EtcdFacts {
             revision: status.revision,

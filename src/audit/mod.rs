@@ -8,6 +8,7 @@ mod findings;
 pub mod forensics;
 mod inspect;
 mod pairing;
+mod record;
 mod scan;
 mod scope;
 mod verdict;
@@ -17,10 +18,11 @@ pub use failon::{FailOn, FailOnError, DEFAULT as FAIL_ON_DEFAULT};
 pub use findings::{Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
-pub use scan::{
-    scan, scan_delta, scan_range, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ScanOptions,
-    ScanReport, Summary,
+pub use record::{
+    EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport, Summary,
+    WalRecord,
 };
+pub use scan::{scan, Input, PageReader, ScanOptions};
 pub use scope::Scope;
 pub use verdict::{Class, Judge, KmsOverride, Verdict};
 
@@ -30,7 +32,9 @@ use crate::source::SourceError;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(transparent)]
-    Source(SourceError),
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Walk(#[from] crate::walk::WalkError),
     #[error(transparent)]
     Container(#[from] crate::container::ContainerError),
     #[error("{0}")]

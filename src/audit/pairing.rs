@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::scan::EntryRecord;
+use super::record::EntryRecord;
 use super::verdict::{Class, Judge};
 use crate::encryption::{KmsApi, PluginReport, Provider, ProviderKind};
 

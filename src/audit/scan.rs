@@ -1,23 +1,26 @@
-//! The scan pipeline: list the `key` bucket's leaves, read them in parallel
-//! (values stay borrowed from the map), keep the newest revision of every
-//! in-scope key, then judge every value in parallel.
+//! The scan pipeline, one entry point for every kind of input: rows of one
+//! type ([`KeyValueRef`], borrowed from the map, the delta or a Range page)
+//! are filtered to the etcd prefix, grouped by key, and the newest revision
+//! of every in-scope key is judged in parallel.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
-use serde::Serialize;
 
-use super::findings::{findings, Finding};
-use super::forensics::{self, KeyFilter, ResidueRecord, WalRecord};
-use super::pairing::{pairing, KeyUse};
-use super::verdict::{Class, Judge, Verdict};
+use super::findings::findings;
+use super::forensics::{self, KeyFilter};
+use super::pairing::pairing;
+use super::record::{
+    null_class, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport,
+    Summary, WalRecord,
+};
+use super::verdict::Judge;
 use super::{AuditError, Backup, Integrity, Scope};
 use crate::container::gardener::Delta;
 use crate::container::Trailer;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, RegistryKey};
-use crate::source::live::LiveKv;
 
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -29,118 +32,62 @@ pub struct ScanOptions {
     pub residue: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ScanReport {
-    pub container: Vec<String>,
-    pub integrity: Integrity,
-    pub etcd: EtcdSummary,
-    pub summary: Summary,
-    pub forensics: Forensics,
-    pub keys: Vec<KeyUse>,
-    pub entries: Vec<EntryRecord>,
-    pub history: Option<Vec<HistoryRecord>>,
-    pub residue: Option<Vec<ResidueRecord>>,
-    pub wal: Option<Vec<WalRecord>>,
-    pub findings: Vec<Finding>,
-    /// The `--fail-on` tokens this backup matched (set by the caller's policy).
-    pub failed_on: Vec<&'static str>,
-    /// SHA-256 (hex) and length of the audited bytes, when a catalog asked for
-    /// them (set by the caller).
-    #[serde(skip)]
-    pub content: Option<(String, u64)>,
+/// Feeds every page of a Range read to its argument; returns the revision read at.
+pub type PageReader<'r> = dyn FnMut(&mut dyn FnMut(&[KeyValueRef])) -> Result<i64, AuditError> + 'r;
+
+/// What one scan reads.
+pub enum Input<'i, 'r> {
+    /// A bbolt database, opened and walked; `wal` holds the log segments of
+    /// a data dir (`None` when the source has no WAL).
+    Bolt { backup: &'i Backup<'i>, wal: Option<&'i [(String, WalFile)]> },
+    /// A Gardener delta snapshot: the last PUT of each key is its entry,
+    /// earlier PUTs and DELETEs are history (there are no pages to carve).
+    Delta { delta: &'i Delta, size_bytes: u64 },
+    /// A live cluster read with paginated Range requests at one revision
+    /// under `prefix`: each page is judged as it arrives. There is no
+    /// history, residue or bbolt integrity in this mode.
+    Range { pages: &'r mut PageReader<'r>, source: &'i str, prefix: &'i str },
 }
 
-#[derive(Debug, Serialize)]
-pub struct EtcdSummary {
-    pub revision: i64,
-    pub compact_revision: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduled_compact_revision: Option<i64>,
-    /// `None` for a delta snapshot, which has no pages.
-    pub page_size: Option<usize>,
-    pub size_bytes: u64,
-    pub etcd_prefix: String,
-    /// `key` bucket rows that are not a revision key with a KeyValue.
-    pub undecodable_rows: u64,
+/// Scans one backup. `container` is the chain of layers it came out of.
+pub fn scan(
+    input: Input,
+    container: Vec<String>,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+) -> Result<ScanReport, AuditError> {
+    let (integrity, etcd, entries, exposure) = match input {
+        Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts)?,
+        Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts),
+        Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope)?,
+    };
+    Ok(assemble(container, integrity, etcd, entries, exposure, judge))
 }
 
-/// Counts per class, every class present (zero when none).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Summary(pub BTreeMap<&'static str, u64>);
-
-impl Summary {
-    fn of<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> Self {
-        let mut counts: BTreeMap<_, _> = Class::ALL.iter().map(|c| (c.as_str(), 0)).collect();
-        for v in verdicts {
-            *counts.entry(v.class.as_str()).or_default() += 1;
-        }
-        Summary(counts)
-    }
-
-    pub fn get(&self, class: Class) -> u64 {
-        self.0.get(class.as_str()).copied().unwrap_or(0)
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Forensics {
-    pub history: Option<Summary>,
-    pub residue: Option<Summary>,
-    pub wal: Option<Summary>,
-}
-
-/// Where a value lives: its etcd key and what that key names.
-#[derive(Clone, Debug, Serialize)]
-pub struct Location {
-    pub key: String,
-    pub resource: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EntryRecord {
-    #[serde(flatten)]
-    pub at: Location,
-    pub mod_revision: i64,
-    #[serde(flatten)]
-    pub verdict: Verdict,
-}
-
-#[derive(Debug, Serialize)]
-pub struct HistoryRecord {
-    #[serde(flatten)]
-    pub at: Location,
-    pub mod_revision: i64,
-    pub create_revision: i64,
-    pub version: i64,
-    /// True for every revision of a key whose newest revision is a tombstone.
-    pub deleted: bool,
-    pub tombstone: bool,
-    /// `None` for a tombstone: it stores no value.
-    #[serde(flatten)]
-    pub verdict: Option<Verdict>,
-    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    class: Option<()>,
-}
-
-/// One row of the `key` bucket that passed the prefix filter.
+/// One row of the `key` bucket (or its equivalent) that passed the prefix filter.
 struct Row<'a> {
     rev: Revision,
     kv: KeyValueRef<'a>,
 }
 
-/// Scans one backup; `wal` holds the log segments of a data dir (`None`
-/// when the source has no WAL).
-pub fn scan(
+/// What an attacker reads beyond the live entries, as far as it was asked for.
+#[derive(Default)]
+struct Exposure {
+    history: Option<Vec<HistoryRecord>>,
+    residue: Option<Vec<ResidueRecord>>,
+    wal: Option<Vec<WalRecord>>,
+}
+
+type Read = (Integrity, EtcdSummary, Vec<EntryRecord>, Exposure);
+
+fn bolt(
     backup: &Backup,
+    wal: Option<&[(String, WalFile)]>,
     judge: &Judge,
     scope: &Scope,
     opts: &ScanOptions,
-    wal: Option<&[(String, WalFile)]>,
-) -> Result<ScanReport, AuditError> {
+) -> Result<Read, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
     let (rows, undecodable) = read_rows(&bucket.leaves);
     let prefix = prefix_of(opts, &rows);
@@ -163,24 +110,16 @@ pub fn scan(
         etcd_prefix: prefix.clone(),
         undecodable_rows: undecodable,
     };
-    let exposure = Exposure { history, residue, wal };
-    Ok(assemble(backup.container.clone(), backup.integrity.clone(), etcd, entries, exposure, judge))
+    Ok((backup.integrity.clone(), etcd, entries, Exposure { history, residue, wal }))
 }
 
-/// Scans a Gardener delta snapshot: the last PUT of each key is its entry,
-/// earlier PUTs and DELETEs are history (there are no pages to carve).
-pub fn scan_delta(
-    delta: &Delta,
-    container: Vec<String>,
-    size_bytes: u64,
-    judge: &Judge,
-    scope: &Scope,
-    opts: &ScanOptions,
-) -> ScanReport {
+fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
     let mut rows: Vec<Row> = Vec::with_capacity(delta.events.len());
+    let mut sub = 0;
     for (i, e) in delta.events.iter().enumerate() {
         // Events of one revision (a txn) keep their order as sub revisions.
-        let sub = delta.events[..i].iter().rev().take_while(|p| p.mod_revision == e.mod_revision).count();
+        let same_txn = i > 0 && delta.events[i - 1].mod_revision == e.mod_revision;
+        sub = if same_txn { sub + 1 } else { 0 };
         let kv = KeyValueRef {
             key: &e.key,
             create_revision: e.create_revision,
@@ -189,7 +128,7 @@ pub fn scan_delta(
             value: &e.value,
             lease: 0,
         };
-        rows.push(Row { rev: Revision { main: e.mod_revision, sub: sub as i64, tombstone: e.delete }, kv });
+        rows.push(Row { rev: Revision { main: e.mod_revision, sub, tombstone: e.delete }, kv });
     }
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
@@ -211,39 +150,22 @@ pub fn scan_delta(
         etcd_prefix: prefix.clone(),
         undecodable_rows: 0,
     };
-    let exposure = Exposure { history, residue: None, wal: None };
-    assemble(container, integrity, etcd, entries, exposure, judge)
+    (integrity, etcd, entries, Exposure { history, ..Exposure::default() })
 }
 
-/// Feeds every page of a Range read to its argument; returns the revision read at.
-pub type PageReader<'r> = dyn FnMut(&mut dyn FnMut(Vec<LiveKv>)) -> Result<i64, AuditError> + 'r;
-
-/// Scans a live cluster read with paginated Range requests at one revision:
-/// each page is judged as it arrives, so memory holds the report, not the
-/// database. There is no history, residue or bbolt integrity in this mode.
-pub fn scan_range(
-    read: &mut PageReader,
+fn range(
+    pages: &mut PageReader,
     source: &str,
     prefix: &str,
     judge: &Judge,
     scope: &Scope,
-) -> Result<ScanReport, AuditError> {
+) -> Result<Read, AuditError> {
     let filter = KeyFilter { prefix, scope };
     let mut entries = Vec::new();
-    let revision = read(&mut |page| {
+    let revision = pages(&mut |page| {
         let rows: Vec<Row> = page
             .iter()
-            .map(|kv| Row {
-                rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false },
-                kv: KeyValueRef {
-                    key: &kv.key,
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                    version: kv.version,
-                    value: &kv.value,
-                    lease: 0,
-                },
-            })
+            .map(|kv| Row { rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false }, kv: *kv })
             .collect();
         entries.extend(judge_rows(rows, &filter, judge, false).0);
     })?;
@@ -265,8 +187,7 @@ pub fn scan_range(
         etcd_prefix: prefix.to_string(),
         undecodable_rows: 0,
     };
-    let exposure = Exposure { history: None, residue: None, wal: None };
-    Ok(assemble(vec!["etcd-range".to_string()], integrity, etcd, entries, exposure, judge))
+    Ok((integrity, etcd, entries, Exposure::default()))
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
@@ -291,17 +212,16 @@ fn judge_rows(
     // (a filtering parallel collect would hold the entries twice).
     let live: Vec<(&RegistryKey, &Row)> =
         in_scope.iter().filter_map(|(rk, g)| Some((rk, g.last().filter(|r| !r.rev.tombstone)?))).collect();
-    let entries: Vec<EntryRecord> =
-        live.par_iter().map(|(rk, row)| entry(rk, row, judge.judge(row.kv.key, rk, row.kv.value))).collect();
+    let entries: Vec<EntryRecord> = live
+        .par_iter()
+        .map(|(rk, row)| EntryRecord {
+            at: Location::new(row.kv.key, rk),
+            mod_revision: row.rev.main,
+            verdict: judge.judge(row.kv.key, rk, row.kv.value),
+        })
+        .collect();
     let history = with_history.then(|| history(&in_scope, judge));
     (entries, history)
-}
-
-/// What an attacker reads beyond the live entries, as far as it was asked for.
-struct Exposure {
-    history: Option<Vec<HistoryRecord>>,
-    residue: Option<Vec<ResidueRecord>>,
-    wal: Option<Vec<WalRecord>>,
 }
 
 fn assemble(
@@ -341,7 +261,6 @@ fn assemble(
         wal: x.wal,
         findings,
         failed_on: Vec::new(),
-        content: None,
     }
 }
 
@@ -374,10 +293,6 @@ fn rows_revision(leaves: &[crate::bolt::Leaf]) -> i64 {
         .unwrap_or(0)
 }
 
-fn entry(rk: &RegistryKey, row: &Row, verdict: Verdict) -> EntryRecord {
-    EntryRecord { at: forensics::location(row.kv.key, rk), mod_revision: row.rev.main, verdict }
-}
-
 fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryRecord> {
     in_scope
         .par_iter()
@@ -387,13 +302,13 @@ fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryReco
             older.iter().map(move |row| {
                 let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
                 HistoryRecord {
-                    at: forensics::location(row.kv.key, rk),
+                    at: Location::new(row.kv.key, rk),
                     mod_revision: row.rev.main,
                     create_revision: row.kv.create_revision,
                     version: row.kv.version,
                     deleted,
                     tombstone: row.rev.tombstone,
-                    class: verdict.is_none().then_some(()),
+                    class: null_class(&verdict),
                     verdict,
                 }
             })

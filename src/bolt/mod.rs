@@ -1,6 +1,6 @@
 //! A read-only bbolt reader over a borrowed byte slice (normally a read-only
 //! memory map). Format: bbolt `internal/common`, `db.go`, `tx_check.go`;
-//! summarised in `shared/formats/etcd-bbolt.md` §1–§4.
+//! summarised in `docs/formats/etcd-bbolt.md` §1–§4.
 //!
 //! Nothing here trusts the file: offsets and lengths are bounds-checked,
 //! page walks stop at pages already seen, and counts are capped by the size

@@ -70,6 +70,8 @@ pub enum CatalogError {
     Io { path: String, source: std::io::Error },
     #[error("no default catalog location: neither XDG_DATA_HOME nor HOME is set; use --catalog PATH")]
     NoHome,
+    #[error("no catalog at {path}")]
+    Missing { path: String },
     #[error("invalid backup record: {0}")]
     Invalid(String),
 }
@@ -88,6 +90,8 @@ pub struct Forgotten {
 pub struct Catalog {
     path: PathBuf,
     lock_timeout: Duration,
+    /// Queries open an existing file only; sweeps create it.
+    create: bool,
     turn: Mutex<()>,
 }
 
@@ -121,9 +125,20 @@ impl Catalog {
             std::fs::create_dir_all(parent)
                 .map_err(|source| CatalogError::Io { path: parent.display().to_string(), source })?;
         }
-        let catalog = Catalog { path, lock_timeout, turn: Mutex::new(()) };
+        let catalog = Catalog { path, lock_timeout, create: true, turn: Mutex::new(()) };
         catalog.write(|_| Ok(()))?;
         Ok(catalog)
+    }
+
+    /// Opens the catalog at `path` for queries: never creates a file or a
+    /// folder, and a path with no catalog is an error (a mistyped path must
+    /// not answer "no backup needs this key").
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Catalog, CatalogError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(CatalogError::Missing { path: path.display().to_string() });
+        }
+        Ok(Catalog { path, lock_timeout: DEFAULT_LOCK_TIMEOUT, create: false, turn: Mutex::new(()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -234,7 +249,10 @@ impl Catalog {
         let start = Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
-            match Builder::new().set_cache_size(CACHE_BYTES).create(&self.path) {
+            let mut builder = Builder::new();
+            builder.set_cache_size(CACHE_BYTES);
+            let opened = if self.create { builder.create(&self.path) } else { builder.open(&self.path) };
+            match opened {
                 Ok(db) => return Ok(db),
                 Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
                     let waited = start.elapsed();
@@ -534,14 +552,43 @@ where
     Ok(out)
 }
 
-/// Splits `PROVIDER:NAME` at the first `:` (key names may contain `:`).
-pub fn parse_key_ref(s: &str) -> Option<(&str, &str)> {
-    s.split_once(':').filter(|(p, n)| !p.is_empty() && !n.is_empty())
+/// A key as `PROVIDER:NAME`, split at the first `:` (key names may contain `:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub provider: String,
+    pub name: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("expected PROVIDER:NAME (e.g. aescbc:key1), got {0:?}")]
+pub struct KeyRefError(String);
+
+impl std::str::FromStr for KeyRef {
+    type Err = KeyRefError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((p, n)) if !p.is_empty() && !n.is_empty() => {
+                Ok(KeyRef { provider: p.into(), name: n.into() })
+            }
+            _ => Err(KeyRefError(s.into())),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.provider, self.name)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: expected e.g. 90d, 12h, 30m, 45s, 2w or 1d12h")]
+pub struct DurationError(String);
+
 /// Parses `90d`, `12h`, `30m`, `45s`, `2w` or a sequence such as `1d12h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected e.g. 90d, 12h, 30m, 45s, 2w or 1d12h");
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError(s.to_string());
     let mut total: u64 = 0;
     let mut digits = String::new();
     for c in s.trim().chars() {
@@ -573,11 +620,13 @@ mod tests {
 
     #[test]
     fn key_refs_split_at_the_first_colon() {
-        assert_eq!(parse_key_ref("aescbc:key:with:colons"), Some(("aescbc", "key:with:colons")));
-        assert_eq!(parse_key_ref("kms:vault"), Some(("kms", "vault")));
-        assert_eq!(parse_key_ref("aescbc"), None);
-        assert_eq!(parse_key_ref(":name"), None);
-        assert_eq!(parse_key_ref("aescbc:"), None);
+        let key = |s: &str| s.parse::<KeyRef>().ok().map(|k| (k.provider, k.name));
+        assert_eq!(key("aescbc:key:with:colons"), Some(("aescbc".into(), "key:with:colons".into())));
+        assert_eq!(key("kms:vault"), Some(("kms".into(), "vault".into())));
+        assert_eq!("aescbc:key:with:colons".parse::<KeyRef>().unwrap().to_string(), "aescbc:key:with:colons");
+        for bad in ["aescbc", ":name", "aescbc:"] {
+            assert_eq!(key(bad), None, "{bad}");
+        }
     }
 
     #[test]

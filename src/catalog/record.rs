@@ -110,6 +110,16 @@ pub enum Origin {
     Other,
 }
 
+impl From<&crate::walk::Origin> for Origin {
+    fn from(origin: &crate::walk::Origin) -> Origin {
+        match origin {
+            crate::walk::Origin::File(meta) => Origin::file(meta),
+            crate::walk::Origin::Object(object) => Origin::object(object),
+            crate::walk::Origin::Live | crate::walk::Origin::Other => Origin::Other,
+        }
+    }
+}
+
 impl Origin {
     pub fn object(o: &RemoteObject) -> Origin {
         Origin::Object { size: o.size, e_tag: o.e_tag.clone(), last_modified: Some(o.last_modified.clone()) }

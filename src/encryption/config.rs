@@ -108,7 +108,7 @@ impl EncryptionConfig {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::Empty { path: path.into() });
         }
-        let raw: RawConfig = serde_yaml::from_slice(text)
+        let raw: RawConfig = serde_norway::from_slice(text)
             .map_err(|e| ConfigError::Parse { path: path.into(), reason: e.to_string() })?;
         let (rules, errors) = validate(&raw);
         if !errors.is_empty() {

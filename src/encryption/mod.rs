@@ -1,6 +1,6 @@
 //! Encryption at rest as kube-apiserver does it: EncryptionConfiguration
 //! files, the keyring they form, and the providers that read each value.
-//! Format: `shared/formats/k8s-encryption.md` §1–§7.
+//! Format: `docs/formats/k8s-encryption.md` §1–§7.
 
 mod config;
 mod envelope;

@@ -1,6 +1,6 @@
 //! etcd's MVCC data on top of bbolt: revision keys, `mvccpb.KeyValue`, the
 //! `meta` bucket and the `etcdutl snapshot status` figures.
-//! Format: `shared/formats/etcd-bbolt.md` §5–§6.
+//! Format: `docs/formats/etcd-bbolt.md` §5–§6.
 
 mod kv;
 mod meta;

@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn upstream_test_new_wal_crc_chain() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/etcd-upstream/TestNew.wal");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/upstream/TestNew.wal");
         let wal = read_wal(&std::fs::read(path).unwrap());
         assert_eq!(wal.records, 3, "Crc, Metadata, Snapshot");
         assert!(wal.notes.is_empty(), "{:?}", wal.notes);

@@ -1,5 +1,5 @@
 //! Kubernetes on top of etcd: registry keys and the identity encodings of
-//! stored objects. Format: `shared/formats/k8s-encryption.md` §1, §8, §9.
+//! stored objects. Format: `docs/formats/k8s-encryption.md` §1, §8, §9.
 
 mod key;
 mod object;

@@ -10,8 +10,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How a report is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
+    #[default]
     Table,
     Json,
 }
@@ -28,12 +30,7 @@ pub struct Entry<T> {
     pub result: Option<T>,
 }
 
-/// A file inside a walked folder or archive that is not a backup.
-#[derive(Clone, Debug, Serialize)]
-pub struct Skipped {
-    pub path: String,
-    pub reason: String,
-}
+pub use crate::walk::Skipped;
 
 #[derive(Serialize)]
 struct Document<'a, T: Serialize> {

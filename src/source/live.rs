@@ -54,16 +54,6 @@ pub struct LiveOptions {
     pub user: Option<String>,
 }
 
-/// One key of a Range answer.
-#[derive(Clone, Debug)]
-pub struct LiveKv {
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-    pub create_revision: i64,
-    pub mod_revision: i64,
-    pub version: i64,
-}
-
 pub struct Live {
     target: LiveTarget,
     client: Client,
@@ -161,7 +151,11 @@ impl Live {
 
     /// Reads every key under `prefix/` at one revision, a page at a time,
     /// handing each page to `page`. Returns the pinned revision.
-    pub fn range(&self, prefix: &str, page: &mut dyn FnMut(Vec<LiveKv>)) -> Result<i64, SourceError> {
+    pub fn range(
+        &self,
+        prefix: &str,
+        page: &mut dyn FnMut(&[etcd_client::KeyValue]),
+    ) -> Result<i64, SourceError> {
         let mut kv = self.client.kv_client();
         let start = format!("{prefix}/").into_bytes();
         let mut end = start.clone();
@@ -178,19 +172,8 @@ impl Live {
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }
-            let kvs: Vec<LiveKv> = resp
-                .kvs()
-                .iter()
-                .map(|k| LiveKv {
-                    key: k.key().to_vec(),
-                    value: k.value().to_vec(),
-                    create_revision: k.create_revision(),
-                    mod_revision: k.mod_revision(),
-                    version: k.version(),
-                })
-                .collect();
-            let next = kvs.last().map(|k| [k.key.as_slice(), b"\0"].concat());
-            page(kvs);
+            let next = resp.kvs().last().map(|k| [k.key(), b"\0"].concat());
+            page(resp.kvs());
             match next {
                 Some(next) if resp.more() => from = next,
                 _ => return Ok(revision),

@@ -17,6 +17,8 @@ pub enum SourceError {
     /// Shown after the URL the report already names.
     #[error("{reason}")]
     Remote { url: String, reason: String },
+    #[error("{path}: not a regular file or directory ({kind})")]
+    NotRegular { path: String, kind: &'static str },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
@@ -77,15 +79,22 @@ pub fn discover(path: &Path) -> Result<Vec<Found>, SourceError> {
 const MAX_DEPTH: usize = 32;
 
 fn walk(path: &Path, found: &mut Vec<Found>, depth: usize) -> Result<(), SourceError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io_error(path))?;
-    if meta.is_file() || (meta.file_type().is_symlink() && depth == 0 && path.is_file()) {
+    // A path the user named is followed if it is a symlink (a loop is an
+    // error); symlinks inside a walked folder are not: they can loop or escape.
+    let meta = if depth == 0 { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) };
+    let meta = meta.map_err(io_error(path))?;
+    if meta.is_file() {
         found.push(Found::File(path.to_path_buf()));
         return Ok(());
     }
-    // Symlinks inside a walked folder are not followed: they can loop or escape.
-    // A symlink the user named is.
-    let is_dir = meta.is_dir() || (depth == 0 && path.is_dir());
-    if !is_dir || depth > MAX_DEPTH {
+    if !meta.is_dir() {
+        // Devices, FIFOs and sockets are no backups (and reading one may never end).
+        return match depth {
+            0 => Err(SourceError::NotRegular { path: path.display().to_string(), kind: kind_of(&meta) }),
+            _ => Ok(()),
+        };
+    }
+    if depth > MAX_DEPTH {
         return Ok(());
     }
     if path.join("member/snap/db").is_file() {
@@ -99,6 +108,24 @@ fn walk(path: &Path, found: &mut Vec<Found>, depth: usize) -> Result<(), SourceE
         walk(&entry, found, depth + 1)?;
     }
     Ok(())
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a file"
+    }
 }
 
 /// The database and WAL segments of a data dir. WAL names are

@@ -2,7 +2,7 @@
 
 It checks what the fixtures claim (overflow pages, free pages, branch levels, the key bucket
 matching *.expected.json) without trusting etcd or bbolt. Layout per
-/work/shared/formats/etcd-bbolt.md §1-§3 (little-endian files only).
+docs/formats/etcd-bbolt.md §1-§3 (little-endian files only).
 
     python3 boltread.py FILE...      # prints page statistics per file
 """

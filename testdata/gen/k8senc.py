@@ -1,7 +1,7 @@
 """Encode values exactly as kube-apiserver stores them in etcd, plus a tiny etcd client.
 
 Used by populate.py to build the etcd-audit test fixtures. Dependencies: the standard
-library, `cryptography` and `pynacl`. Byte formats follow /work/shared/formats/k8s-encryption.md
+library, `cryptography` and `pynacl`. Byte formats follow docs/formats/k8s-encryption.md
 (section numbers below refer to it).
 
 Randomness: every function that needs nonces/IVs takes `rand`, a callable n -> bytes. The

@@ -1,5 +1,5 @@
 """A small independent reader of etcd WAL segments (member/wal/*.wal), used only to build and
-verify the forensics fixture. Layout per /work/shared/formats/etcd-bbolt.md §7.
+verify the forensics fixture. Layout per docs/formats/etcd-bbolt.md §7.
 
     python3 walread.py FILE.wal...     # prints records, entries and the puts found
 

@@ -4,11 +4,9 @@
 //! defragmented copy. Expectations come from what the generator wrote and
 //! from its own independent bbolt and WAL readers.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn expected() -> Value {

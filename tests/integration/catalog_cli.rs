@@ -2,11 +2,9 @@
 //! before and after a key rotation, key retirement questions, re-audits
 //! without duplicates, and an incremental sweep of a real S3 server.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn configs() -> Vec<String> {
@@ -19,15 +17,17 @@ fn configs() -> Vec<String> {
 fn scan_into(catalog: &Path, sources: &[&str], extra: &[&str], env: &[(&str, String)]) -> Run {
     let mut args: Vec<String> = vec!["scan".into(), "--format".into(), "json".into()];
     args.extend(configs());
-    args.extend(["--catalog".into(), path_str(catalog).into()]);
+    args.push(format!("--catalog={}", path_str(catalog)));
     args.extend(sources.iter().map(|s| s.to_string()));
     args.extend(extra.iter().map(|s| s.to_string()));
     run_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
 }
 
+/// `catalog QUERY… --catalog PATH --format json`: the flags after the subcommand.
 fn query(catalog: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["catalog", "--catalog", path_str(catalog), "--format", "json"];
+    let mut all = vec!["catalog"];
     all.extend_from_slice(args);
+    all.extend(["--catalog", path_str(catalog), "--format", "json"]);
     run(&all)
 }
 
@@ -81,7 +81,7 @@ fn key_retirement_across_backups() {
     assert_eq!(sources_of(&query(&cat, &["list"]).json()).len(), 2);
     // Another keyring is another audit: not skipped.
     let cur = testdata("scan/config-current.yaml");
-    let other = run(&["scan", "-c", path_str(&cur), "--catalog", path_str(&cat), before]);
+    let other = run(&["scan", "-c", path_str(&cur), &format!("--catalog={}", path_str(&cat)), before]);
     assert!(other.stderr.contains("recorded 1 backups, skipped 0"), "{}", other.stderr);
 
     let needs = query(&cat, &["needs", after]).json();

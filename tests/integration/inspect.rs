@@ -1,9 +1,7 @@
 //! `inspect` against real etcd files: the figures of `etcdutl snapshot
 //! status`, bbolt check errors, and damaged files that must fail cleanly.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn inspect_json(path: &str) -> (i32, Value) {

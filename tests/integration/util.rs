@@ -1,6 +1,5 @@
 //! Test support shared by the integration tests: run the real binary with a
 //! time limit, find fixtures and the real etcd tools.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,9 +68,9 @@ pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
 }
 
-/// Upstream etcd fixtures, read in place from ../shared (never copied here).
+/// Upstream etcd fixtures (testdata/upstream, see its NOTICE).
 pub fn upstream(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/etcd-upstream").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/upstream").join(name)
 }
 
 pub fn path_str(p: &Path) -> &str {

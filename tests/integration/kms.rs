@@ -3,8 +3,6 @@
 //! fixture KEK) against the KMS values a real etcd 3.5 holds in
 //! etcd35-scan.snapshot.db.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 /// The test plugin. `cargo test --all-targets` builds it; a narrower `cargo

@@ -1,10 +1,8 @@
 //! Damaged and hostile files: each must give the right exit code and a clear
 //! message, never a panic or a hang.
 
-mod common;
-
-use common::*;
-use etcd_audit::audit::{self, Backup, Judge, ScanOptions, Scope};
+use crate::util::*;
+use etcd_audit::audit::{self, Backup, Input, Judge, ScanOptions, Scope};
 use etcd_audit::bolt::{BucketRoot, Db};
 
 /// The bbolt bytes of a real etcd 3.5 snapshot (trailer removed).
@@ -156,13 +154,13 @@ fn random_mutations_through_inspect_and_scan() {
             m.truncate(rng.below(m.len()));
         }
         if let Ok(backup) = Backup::open(&m) {
-            let _ = audit::inspect(&backup);
+            let _ = audit::inspect(&backup, vec![]);
             let _ = audit::scan(
-                &backup,
+                Input::Bolt { backup: &backup, wal: None },
+                vec![],
                 &judge,
                 &scope,
                 &ScanOptions { history: true, residue: true, ..Default::default() },
-                None,
             );
         }
     }

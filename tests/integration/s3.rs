@@ -3,11 +3,9 @@
 //! k3s sidecar and user metadata, a >100 MB object downloaded through a proxy
 //! that drops the connection, missing keys and buckets, wrong credentials.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn start_s3(mode: &str) -> SupportServer {

@@ -2,14 +2,12 @@
 //! scenario's snapshot so the expected verdicts are known: snapshot and range
 //! modes, TLS with client certificates, and the failures a runbook meets.
 
-mod common;
-
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use serde_json::{json, Value};
 
 struct Etcd {

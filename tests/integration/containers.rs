@@ -2,11 +2,9 @@
 //! etcd data: recognised by content, unwrapped with bounded resources, and
 //! giving the verdicts of the bare snapshot; hostile archives refused.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::util::*;
 use serde_json::{json, Value};
 
 fn expected() -> Value {

@@ -2,11 +2,9 @@
 //! real etcd 3.5 by testdata/gen (values encoded and encrypted exactly as
 //! kube-apiserver stores them, by an independent Python encoder).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::util::*;
 use serde_json::{json, Value};
 
 fn expected(name: &str) -> Value {

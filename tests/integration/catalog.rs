@@ -8,8 +8,6 @@
 //! Helper processes are this test binary itself, re-run with
 //! `ETCD_AUDIT_CATALOG_HELPER` set (see `helper_process`).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,11 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::testdata;
-use etcd_audit::audit::{self, Backup, Judge, KmsOverride, ScanOptions, ScanReport, Scope};
+use crate::util::testdata;
+use etcd_audit::audit::{self, Backup, Input, Judge, KmsOverride, ScanOptions, ScanReport, Scope};
 use etcd_audit::catalog::{
-    keyring_of, parse_key_ref, AuditRun, BackupRecord, Catalog, CatalogError, ContentId, Forgotten,
-    NeededKey, Origin, SeenKey, SCHEMA_VERSION,
+    keyring_of, AuditRun, BackupRecord, Catalog, CatalogError, ContentId, Forgotten, KeyRef, NeededKey,
+    Origin, SeenKey, SCHEMA_VERSION,
 };
 use etcd_audit::encryption::EncryptionConfig;
 
@@ -40,7 +38,8 @@ fn scan(name: &str) -> (ContentId, ScanReport) {
     let scope = Scope::new([], &configs);
     let judge = Judge::new(configs, vec![]);
     let backup = Backup::open(&bytes).unwrap();
-    let report = audit::scan(&backup, &judge, &scope, &ScanOptions::default(), None).unwrap();
+    let input = Input::Bolt { backup: &backup, wal: None };
+    let report = audit::scan(input, vec![], &judge, &scope, &ScanOptions::default()).unwrap();
     (ContentId::of(&bytes), report)
 }
 
@@ -133,8 +132,8 @@ fn records_carry_what_the_scan_found() {
 fn can_retire_answers_for_old_new_unused_and_colon_keys() {
     let (_dir, catalog) = rotation_catalog();
     let needing = |key_ref: &str| {
-        let (provider, name) = parse_key_ref(key_ref).unwrap();
-        sources(&catalog.can_retire(provider, name).unwrap())
+        let key: KeyRef = key_ref.parse().unwrap();
+        sources(&catalog.can_retire(&key.provider, &key.name).unwrap())
     };
     // The old key: only the backup from before the rotation still needs it.
     assert_eq!(needing("aescbc:key-old"), set(&[BEFORE]));
@@ -144,7 +143,6 @@ fn can_retire_answers_for_old_new_unused_and_colon_keys() {
     assert!(needing("aescbc:key-unused").is_empty());
     assert!(needing("aesgcm:key-old").is_empty(), "the provider is part of the key");
     // Names with `:` split at the first one, and match whole.
-    assert_eq!(parse_key_ref("aescbc:key:with:colons"), Some(("aescbc", "key:with:colons")));
     assert_eq!(needing("aescbc:key:with:colons"), set(&[BEFORE]));
     assert!(needing("aescbc:key").is_empty(), "a prefix of a name is another name");
     assert_eq!(needing("kms:vault"), set(&[BEFORE]));
@@ -445,7 +443,7 @@ fn helper_process() {
 
 fn helper(args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["helper_process", "--exact", "--nocapture", "--test-threads=1"])
+    cmd.args(["catalog::helper_process", "--exact", "--nocapture", "--test-threads=1"])
         .env(HELPER_ENV, args.join("\t"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -1,0 +1,157 @@
+//! What an audit produces: the per-backup report and its records (live
+//! entries, history, residue, WAL puts). Every other part of `audit` builds
+//! or reads these; this module depends on none of them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::findings::Finding;
+use super::pairing::KeyUse;
+use super::verdict::{Class, Verdict};
+use super::Integrity;
+use crate::bolt::Pgid;
+use crate::k8s::RegistryKey;
+
+#[derive(Debug, Serialize)]
+pub struct ScanReport {
+    pub container: Vec<String>,
+    pub integrity: Integrity,
+    pub etcd: EtcdSummary,
+    pub summary: Summary,
+    pub forensics: Forensics,
+    pub keys: Vec<KeyUse>,
+    pub entries: Vec<EntryRecord>,
+    pub history: Option<Vec<HistoryRecord>>,
+    pub residue: Option<Vec<ResidueRecord>>,
+    pub wal: Option<Vec<WalRecord>>,
+    pub findings: Vec<Finding>,
+    /// The `--fail-on` tokens this backup matched (set by the caller's policy).
+    pub failed_on: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EtcdSummary {
+    pub revision: i64,
+    pub compact_revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_compact_revision: Option<i64>,
+    /// `None` for a delta snapshot or a range read, which have no pages.
+    pub page_size: Option<usize>,
+    pub size_bytes: u64,
+    pub etcd_prefix: String,
+    /// `key` bucket rows that are not a revision key with a KeyValue.
+    pub undecodable_rows: u64,
+}
+
+/// Counts per class, every class present (zero when none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Summary(pub BTreeMap<&'static str, u64>);
+
+impl Summary {
+    pub(super) fn of<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> Self {
+        let mut counts: BTreeMap<_, _> = Class::ALL.iter().map(|c| (c.as_str(), 0)).collect();
+        for v in verdicts {
+            *counts.entry(v.class.as_str()).or_default() += 1;
+        }
+        Summary(counts)
+    }
+
+    pub fn get(&self, class: Class) -> u64 {
+        self.0.get(class.as_str()).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Forensics {
+    pub history: Option<Summary>,
+    pub residue: Option<Summary>,
+    pub wal: Option<Summary>,
+}
+
+/// Where a value lives: its etcd key and what that key names.
+#[derive(Clone, Debug, Serialize)]
+pub struct Location {
+    pub key: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Location {
+    pub fn new(key: &[u8], rk: &RegistryKey) -> Location {
+        Location {
+            key: String::from_utf8_lossy(key).into_owned(),
+            resource: rk.resource.to_string(),
+            namespace: rk.namespace.map(str::to_owned),
+            name: rk.name.to_owned(),
+        }
+    }
+}
+
+/// The live (newest, not deleted) revision of one in-scope key.
+#[derive(Debug, Serialize)]
+pub struct EntryRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// An older revision still in MVCC history (`--history`).
+#[derive(Debug, Serialize)]
+pub struct HistoryRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    pub create_revision: i64,
+    pub version: i64,
+    /// True for every revision of a key whose newest revision is a tombstone.
+    pub deleted: bool,
+    pub tombstone: bool,
+    /// `None` for a tombstone: it stores no value.
+    #[serde(flatten)]
+    pub verdict: Option<Verdict>,
+    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) class: Option<()>,
+}
+
+/// A revision carved from a page the tree no longer reaches (`--residue`).
+#[derive(Debug, Serialize)]
+pub struct ResidueRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    pub mod_revision: i64,
+    /// The page the revision was carved from (the lowest, when several hold it).
+    pub page: Pgid,
+    /// A carved delete: it says the key existed, and stores no value.
+    pub tombstone: bool,
+    /// `None` for a tombstone.
+    #[serde(flatten)]
+    pub verdict: Option<Verdict>,
+    /// Serializes as `"class": null` for a tombstone (`Some(())` is JSON null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) class: Option<()>,
+}
+
+/// An in-scope put found in the write-ahead log of a data dir.
+#[derive(Debug, Serialize)]
+pub struct WalRecord {
+    #[serde(flatten)]
+    pub at: Location,
+    /// Always null: a WAL entry is a proposal, not a committed revision.
+    pub mod_revision: Option<i64>,
+    pub wal_file: String,
+    pub raft_index: u64,
+    pub term: u64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// `Some(())` (JSON `"class": null`) exactly when there is no verdict.
+pub(super) fn null_class(verdict: &Option<Verdict>) -> Option<()> {
+    verdict.is_none().then_some(())
+}

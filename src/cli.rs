@@ -1,0 +1,301 @@
+//! The command line: clap definitions, and their translation into the
+//! library's settings. Every argument is parsed and validated here, before
+//! anything runs; the library never sees clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
+use etcd_audit::catalog::{parse_duration, KeyRef};
+use etcd_audit::container::Limits;
+use etcd_audit::progress::Progress;
+use etcd_audit::report::Format;
+use etcd_audit::run::{CatalogQuery, ScanArgs, SourceArgs};
+use etcd_audit::source::live::LiveOptions;
+use etcd_audit::walk::LiveMode;
+
+#[derive(Parser)]
+#[command(
+    name = "etcd-audit",
+    version,
+    about = "Audit etcd backups of Kubernetes clusters, offline and read-only"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// A verdict for every in-scope value: plaintext, decryptable, unknown-key, undecryptable, malformed.
+    Scan(ScanCli),
+    /// Which keys each backup needs, and whether the supplied configs hold them all.
+    Keys(ScanCli),
+    /// Integrity and layout: what `etcdutl snapshot status` and `bbolt check` say.
+    Inspect {
+        /// Backup files (etcdctl snapshots, copies of member/snap/db), folders, data dirs, URLs.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: FormatArg,
+        #[command(flatten)]
+        reading: ReadingCli,
+    },
+    /// Query the catalog of audited backups (filled by `scan --catalog`).
+    Catalog {
+        /// The catalog file (default: $XDG_DATA_HOME/etcd-audit/catalog.redb). It must exist.
+        #[arg(long, value_name = "PATH", global = true)]
+        catalog: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table", global = true)]
+        format: FormatArg,
+        #[command(subcommand)]
+        query: CatalogCli,
+    },
+    /// Compare control-plane nodes' EncryptionConfiguration files.
+    Configs {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: FormatArg,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `etcd-audit man > etcd-audit.1`.
+    Man,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ScanCli {
+    /// Backups: files (snapshots, db copies, zip/gz/zstd/tar/Gardener), folders and data dirs,
+    /// s3:// gs:// az:// URLs (object or prefix/), or live etcd://host:port / etcds://host:port.
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
+    #[arg(short = 'c', long = "encryption-config")]
+    configs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+    /// Comma-separated findings that make the exit code 1.
+    #[arg(long, default_value = FAIL_ON_DEFAULT)]
+    fail_on: FailOn,
+    /// Resources to judge besides secrets: `configmaps`, `deployments.apps`, `*.apps`, `*.`, `*.*`.
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// The kube-apiserver --etcd-prefix (default: detected, /registry or /kubernetes.io).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
+    /// Also judge every older revision still in MVCC history.
+    #[arg(long)]
+    history: bool,
+    /// KMS plugin endpoint for a provider name, replacing the config's (repeatable).
+    #[arg(long = "kms", value_name = "NAME=unix:///path")]
+    kms: Vec<KmsOverride>,
+    /// Also carve revisions from pages the tree no longer reaches (free pages).
+    #[arg(long)]
+    residue: bool,
+    /// Record every audited backup in the catalog (the default file unless `--catalog=PATH`),
+    /// and skip backups it already holds with the same keys and tool version.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    catalog: Option<Option<PathBuf>>,
+    /// With --catalog: audit again what the catalog already holds.
+    #[arg(long, requires = "catalog")]
+    rescan: bool,
+    #[command(flatten)]
+    reading: ReadingCli,
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCli {
+    /// Every catalogued backup with the keys it needs.
+    List,
+    /// May this key be deleted? Exit 0 when no catalogued backup needs it, 1 listing those that do.
+    CanRetire {
+        /// PROVIDER:NAME, split at the first ':' (names may contain ':'), e.g. aescbc:key-2025.
+        key: KeyRef,
+    },
+    /// The keys a recorded backup needs.
+    Needs { source: String },
+    /// Drop backups that expired from storage: one source, or all audited longer ago than a duration.
+    Forget {
+        #[arg(required_unless_present = "older_than")]
+        source: Option<String>,
+        /// e.g. 90d, 12h, 2w.
+        #[arg(long, value_name = "DURATION", conflicts_with = "source", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+    },
+}
+
+impl From<CatalogCli> for CatalogQuery {
+    fn from(c: CatalogCli) -> Self {
+        match c {
+            CatalogCli::List => CatalogQuery::List,
+            CatalogCli::CanRetire { key } => CatalogQuery::CanRetire(key),
+            CatalogCli::Needs { source } => CatalogQuery::Needs(source),
+            CatalogCli::Forget { older_than: Some(age), .. } => CatalogQuery::ForgetOlderThan(age),
+            CatalogCli::Forget { source, .. } => CatalogQuery::ForgetSource(source.unwrap_or_default()),
+        }
+    }
+}
+
+/// How sources are read: unpacking limits, progress, live etcd access.
+#[derive(Args)]
+pub struct ReadingCli {
+    /// No progress bars (they only ever go to a terminal's stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Most bytes one backup file may unpack to (compressed layers, archives): 10G, 512M, 1048576.
+    #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
+    max_unpacked_bytes: u64,
+    /// How `etcd://` / `etcds://` sources are read.
+    #[arg(long, value_enum, default_value = "snapshot")]
+    live_mode: LiveModeArg,
+    /// CA bundle for etcds:// (like etcdctl --cacert).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Client certificate for etcds:// (like etcdctl --cert).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Client key for etcds:// (like etcdctl --key).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// etcd user; the password is read from ETCD_AUDIT_PASSWORD (never from the command line).
+    #[arg(long)]
+    user: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveModeArg {
+    /// The Maintenance Snapshot RPC, then the offline pipeline (history, residue, inspect all work).
+    Snapshot,
+    /// Paginated Range requests at one revision, for users without snapshot permission.
+    Range,
+}
+
+impl ReadingCli {
+    pub fn into_args(self, sources: Vec<PathBuf>) -> SourceArgs {
+        SourceArgs {
+            sources: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            limits: Limits { max_unpacked_bytes: self.max_unpacked_bytes },
+            progress: Progress::new(self.quiet),
+            live_mode: match self.live_mode {
+                LiveModeArg::Snapshot => LiveMode::Snapshot,
+                LiveModeArg::Range => LiveMode::Range,
+            },
+            live: LiveOptions { cacert: self.cacert, cert: self.cert, key: self.key, user: self.user },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SizeError {
+    #[error("expected a size like 10G, 512M or 1048576, got {0:?}")]
+    Invalid(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        Some((i, 'T' | 't')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| SizeError::Invalid(s.into()))?;
+    n.checked_mul(1 << shift).ok_or_else(|| SizeError::TooLarge(s.into()))
+}
+
+impl ScanCli {
+    /// The library's settings; `default_catalog` resolves a bare `--catalog`.
+    pub fn into_args(self) -> Result<ScanArgs, etcd_audit::catalog::CatalogError> {
+        let catalog = match self.catalog {
+            Some(path) => Some(etcd_audit::run::catalog_path(path)?),
+            None => None,
+        };
+        Ok(ScanArgs {
+            input: self.reading.into_args(self.sources),
+            configs: self.configs,
+            resources: self.resources,
+            kms: self.kms,
+            options: ScanOptions {
+                etcd_prefix: self.etcd_prefix,
+                history: self.history,
+                residue: self.residue,
+            },
+            fail_on: self.fail_on,
+            format: self.format.into(),
+            catalog,
+            rescan: self.rescan,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(matches!(parse_size("ten"), Err(SizeError::Invalid(_))));
+        assert!(matches!(parse_size("99999999999T"), Err(SizeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn catalog_flags_go_after_the_subcommand_too() {
+        let cli =
+            Cli::try_parse_from(["etcd-audit", "catalog", "list", "--catalog", "x.redb", "--format", "json"]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Catalog { catalog, format: FormatArg::Json, query: CatalogCli::List }) => {
+                assert_eq!(catalog, Some(PathBuf::from("x.redb")))
+            }
+            _ => panic!("catalog list --catalog x.redb --format json"),
+        }
+    }
+
+    #[test]
+    fn a_bare_catalog_flag_never_takes_the_source() {
+        let Ok(Command::Scan(scan)) =
+            Cli::try_parse_from(["etcd-audit", "scan", "--catalog", "s3://b/"]).map(|c| c.command)
+        else {
+            panic!("scan --catalog s3://b/")
+        };
+        assert_eq!(scan.sources, [PathBuf::from("s3://b/")]);
+        assert_eq!(scan.catalog, Some(None));
+        let Ok(Command::Scan(scan)) =
+            Cli::try_parse_from(["etcd-audit", "scan", "--catalog=c.redb", "x.db"]).map(|c| c.command)
+        else {
+            panic!("scan --catalog=c.redb x.db")
+        };
+        assert_eq!(scan.catalog, Some(Some(PathBuf::from("c.redb"))));
+    }
+}

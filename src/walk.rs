@@ -1,0 +1,546 @@
+//! Sources yield backups. The walk turns what the user named (files,
+//! folders, data dirs, `s3://`/`gs://`/`az://` URLs, live `etcd://`
+//! endpoints) into one [`Item`] per backup: its display name, the chain of
+//! containers it came out of, where it came from, and whether the user named
+//! it. Containers are unwrapped on the way (a tar's folder is walked again).
+//!
+//! Work is split so that neither side starves the other: the walk runs on
+//! its own thread (downloads on a few more), and each item is audited as a
+//! task on rayon's pool as soon as it is ready. Network waits never occupy a
+//! rayon worker, and at most a few unwrapped backups wait at any time.
+//! Results come back in a stable order: sources as given, then paths and
+//! objects in sorted order.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Condvar, Mutex};
+
+use serde::Serialize;
+
+use crate::container::{self, ContainerError, Content, Limits};
+use crate::progress::Progress;
+use crate::source::live::{Live, LiveOptions, LiveTarget};
+use crate::source::remote::{ObjectUrl, Remote, RemoteObject};
+use crate::source::{self, Blob, Found, SourceError};
+
+/// Downloads of one object-storage prefix in flight at once.
+const DOWNLOADS: usize = 4;
+
+/// Why a source, or part of it, yielded no backup to audit.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("no backups found in {name} ({files} files{})", if *.files > 0 { ", none a backup" } else { "" })]
+    NoBackups { name: String, files: usize },
+}
+
+/// How live `etcd://` sources are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LiveMode {
+    /// The Maintenance Snapshot RPC, then the offline pipeline (history, residue, inspect all work).
+    #[default]
+    Snapshot,
+    /// Paginated Range requests at one revision, for users without snapshot permission.
+    Range,
+}
+
+/// Why a file was passed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Found by walking a folder or an archive, and not a backup.
+    NotABackup,
+    /// The catalog already holds it, audited with the same keys and tool version.
+    AlreadyAudited,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::NotABackup => ContainerError::Unrecognized.fmt(f),
+            SkipReason::AlreadyAudited => f.write_str(
+                "already audited with these keys and this tool version (--rescan audits it again)",
+            ),
+        }
+    }
+}
+
+impl Serialize for SkipReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A file inside a walked folder or archive that is not audited.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: SkipReason,
+}
+
+/// Where a backup came from, as far as the catalog and the report care.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// A local file the walk found or the user named.
+    File(std::fs::Metadata),
+    /// An object in object storage (or something inside one).
+    Object(RemoteObject),
+    /// A live cluster.
+    Live,
+    /// A data dir, or a file inside a local archive.
+    Other,
+}
+
+impl Origin {
+    pub fn object(&self) -> Option<&RemoteObject> {
+        match self {
+            Origin::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// What a backup holds, ready to audit.
+pub enum Payload {
+    /// bbolt bytes (with or without a snapshot trailer) and, for a data dir,
+    /// its WAL segments in sequence order.
+    Database { blob: Blob, wal: Option<Vec<(String, Blob)>> },
+    /// A Gardener delta snapshot.
+    Delta(Blob),
+    /// A live cluster read key by key (`--live-mode range`).
+    Range(Box<Live>),
+}
+
+/// One backup.
+pub struct Item {
+    /// As the report names it: the path or URL, with `!/inner/path` for
+    /// what came out of an archive.
+    pub name: String,
+    /// Outermost first, e.g. `["zip", "etcd-snapshot"]`.
+    pub chain: Vec<String>,
+    pub origin: Origin,
+    /// The user named this very file or object (not found by a walk).
+    pub explicit: bool,
+    pub payload: Payload,
+}
+
+/// Says whether the catalog already holds a file or object (by name and origin).
+pub type AlreadyAudited<'a> = dyn Fn(&str, &Origin) -> bool + Sync + 'a;
+
+/// The walk's settings.
+pub struct Walk<'w> {
+    pub limits: Limits,
+    pub live_mode: LiveMode,
+    pub live: &'w LiveOptions,
+    pub progress: &'w Progress,
+    /// Passes over what the catalog already holds: called with the name and
+    /// origin of each local file and object before it is read or downloaded.
+    pub already_audited: Option<&'w AlreadyAudited<'w>>,
+}
+
+/// One backup's outcome, in report order.
+pub struct Done<T, E> {
+    pub name: String,
+    pub origin: Origin,
+    pub result: Result<T, E>,
+}
+
+pub struct Walked<T, E> {
+    pub backups: Vec<Done<T, E>>,
+    /// Sorted by path.
+    pub skipped: Vec<Skipped>,
+}
+
+impl<T, E> Walked<T, E> {
+    /// Every source was already audited (nothing to do is then no failure).
+    pub fn all_already_audited(&self) -> bool {
+        self.backups.is_empty() && self.skipped.iter().any(|s| s.reason == SkipReason::AlreadyAudited)
+    }
+}
+
+/// Position in the report: source index, then index at each level below.
+type Order = Vec<u32>;
+
+enum Event {
+    Backup(Order, Item),
+    Failed(Order, String, Origin, WalkError),
+    Skipped(Skipped),
+}
+
+/// Walks `sources` and audits every backup with `audit` on rayon's pool.
+pub fn walk<T, E>(
+    sources: &[String],
+    settings: &Walk,
+    audit: &(dyn Fn(&Item) -> Result<T, E> + Sync),
+) -> Walked<T, E>
+where
+    T: Send,
+    E: From<WalkError> + Send,
+{
+    let (tx, rx) = sync_channel::<Event>(1);
+    let results: Mutex<Vec<(Order, Done<T, E>)>> = Mutex::new(Vec::new());
+    let mut skipped = Vec::new();
+    let in_flight = Slots::new(rayon::current_num_threads() + 1);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (i, name) in sources.iter().enumerate() {
+                visit_source(vec![i as u32], name, settings, &tx);
+            }
+        });
+        rayon::in_place_scope(|scope| {
+            for event in rx {
+                let (order, name, origin, outcome) = match event {
+                    Event::Skipped(skip) => {
+                        skipped.push(skip);
+                        continue;
+                    }
+                    Event::Failed(order, name, origin, e) => (order, name, origin, Err(E::from(e))),
+                    Event::Backup(order, item) => {
+                        in_flight.take();
+                        let (results, in_flight) = (&results, &in_flight);
+                        scope.spawn(move |_| {
+                            let bar = settings.progress.task("auditing", &item.name);
+                            let result = audit(&item);
+                            bar.finish_and_clear();
+                            let done = Done { name: item.name, origin: item.origin, result };
+                            lock(results).push((order, done));
+                            in_flight.give();
+                        });
+                        continue;
+                    }
+                };
+                lock(&results).push((order, Done { name, origin, result: outcome }));
+            }
+        });
+    });
+    let mut backups = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    backups.sort_by(|a, b| a.0.cmp(&b.0));
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Walked { backups: backups.into_iter().map(|(_, done)| done).collect(), skipped }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A counting semaphore: how many unwrapped backups may wait or be audited at once.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots { free: Mutex::new(n), freed: Condvar::new() }
+    }
+
+    fn take(&self) {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+    }
+
+    fn give(&self) {
+        *lock(&self.free) += 1;
+        self.freed.notify_one();
+    }
+}
+
+/// Where one source's events go, counting what it yielded.
+struct Sink<'s> {
+    tx: &'s SyncSender<Event>,
+    yielded: AtomicUsize,
+    files: AtomicUsize,
+    already_audited: AtomicUsize,
+}
+
+impl<'s> Sink<'s> {
+    fn new(tx: &'s SyncSender<Event>) -> Self {
+        Sink {
+            tx,
+            yielded: AtomicUsize::new(0),
+            files: AtomicUsize::new(0),
+            already_audited: AtomicUsize::new(0),
+        }
+    }
+
+    fn backup(&self, order: Order, item: Item) {
+        self.yielded.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Event::Backup(order, item));
+    }
+
+    fn failed(&self, order: Order, name: String, origin: Origin, e: impl Into<WalkError>) {
+        self.yielded.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Event::Failed(order, name, origin, e.into()));
+    }
+
+    fn skipped(&self, path: String, reason: SkipReason) {
+        if reason == SkipReason::AlreadyAudited {
+            self.already_audited.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.tx.send(Event::Skipped(Skipped { path, reason }));
+    }
+}
+
+fn visit_source(order: Order, name: &str, settings: &Walk, tx: &SyncSender<Event>) {
+    let sink = Sink::new(tx);
+    if let Some(url) = ObjectUrl::parse(name) {
+        visit_remote(&order, name, &url, settings, &sink);
+    } else if let Some(target) = LiveTarget::parse(name) {
+        visit_live(order.clone(), &target, settings, &sink);
+    } else {
+        let path = Path::new(name);
+        match source::discover(path) {
+            Ok(found) => {
+                let explicit = found.len() == 1 && found[0].path() == path;
+                sink.files.store(found.len(), Ordering::Relaxed);
+                let local = Local { archive: None, explicit };
+                for (i, f) in found.iter().enumerate() {
+                    visit_found(with(&order, i), f, &local, settings, &sink);
+                }
+            }
+            Err(e) => sink.failed(order.clone(), name.to_string(), Origin::Other, e),
+        }
+    }
+    if sink.yielded.load(Ordering::Relaxed) == 0 && sink.already_audited.load(Ordering::Relaxed) == 0 {
+        let files = sink.files.load(Ordering::Relaxed);
+        sink.failed(
+            order,
+            name.to_string(),
+            Origin::Other,
+            WalkError::NoBackups { name: name.into(), files },
+        );
+    }
+}
+
+fn with(order: &Order, i: usize) -> Order {
+    let mut o = order.clone();
+    o.push(i as u32);
+    o
+}
+
+/// Every object the URL names, downloaded a few at a time on threads of
+/// their own, and unwrapped there.
+fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sink: &Sink) {
+    let listed = Remote::connect(url).and_then(|remote| Ok((remote.objects()?, remote)));
+    let (objects, remote) = match listed {
+        Ok(listed) => listed,
+        Err(e) => return sink.failed(order.clone(), name.to_string(), Origin::Other, e),
+    };
+    sink.files.store(objects.len(), Ordering::Relaxed);
+    let explicit = objects.len() == 1;
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..DOWNLOADS.min(objects.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(object) = objects.get(i) else { break };
+                let mut object = object.clone();
+                let origin = Origin::Object(object.clone());
+                if settings.already_audited.is_some_and(|seen| seen(&object.url, &origin)) {
+                    sink.skipped(object.url.clone(), SkipReason::AlreadyAudited);
+                    continue;
+                }
+                let bar = settings.progress.download(&object.url, object.size);
+                let downloaded = remote.download(&mut object, &|n| bar.inc(n));
+                bar.finish_and_clear();
+                let origin = Origin::Object(object.clone());
+                match downloaded {
+                    Ok(blob) => {
+                        let at = Unwrap { name: &object.url, chain: vec![], origin, explicit };
+                        unwrap(with(order, i), blob, at, settings, sink)
+                    }
+                    Err(e) => sink.failed(with(order, i), object.url.clone(), origin, e),
+                }
+            });
+        }
+    });
+}
+
+/// A live cluster: a snapshot streamed to a temp file and audited like a
+/// file, or (range mode) read key by key by the audit itself.
+fn visit_live(order: Order, target: &LiveTarget, settings: &Walk, sink: &Sink) {
+    let live = match Live::connect(target, settings.live) {
+        Ok(live) => live,
+        Err(e) => return sink.failed(order, target.url.clone(), Origin::Live, e),
+    };
+    if settings.live_mode == LiveMode::Range {
+        let chain = vec!["etcd-range".to_string()];
+        let item = Item {
+            name: target.url.clone(),
+            chain,
+            origin: Origin::Live,
+            explicit: true,
+            payload: Payload::Range(Box::new(live)),
+        };
+        return sink.backup(order, item);
+    }
+    let bar = settings.progress.download(&target.url, 0);
+    let streamed = live.snapshot(&|n| bar.inc(n));
+    bar.finish_and_clear();
+    match streamed {
+        Ok(blob) => {
+            let at = Unwrap {
+                name: &target.url,
+                chain: vec!["etcd-live".into()],
+                origin: Origin::Live,
+                explicit: true,
+            };
+            unwrap(order, blob, at, settings, sink)
+        }
+        Err(e) => sink.failed(order, target.url.clone(), Origin::Live, e),
+    }
+}
+
+/// Where a local walk is: in the user's folder, or in an unpacked archive.
+struct Local<'l> {
+    /// `(display name of the archive, its temp root, its chain, its origin)`.
+    archive: Option<(&'l str, &'l Path, &'l [String], &'l Origin)>,
+    explicit: bool,
+}
+
+fn visit_found(order: Order, found: &Found, local: &Local, settings: &Walk, sink: &Sink) {
+    let (name, chain, inner_origin) = match local.archive {
+        Some((outer, root, chain, origin)) => {
+            let inner = found.path().strip_prefix(root).unwrap_or(found.path());
+            (format!("{outer}!/{}", inner.display()), chain.to_vec(), Some(origin))
+        }
+        None => (found.path().display().to_string(), vec![], None),
+    };
+    let origin_or = |fallback: Origin| inner_origin.cloned().unwrap_or(fallback);
+    match found {
+        Found::DataDir(dir) => {
+            let origin = origin_or(Origin::Other);
+            match data_dir(dir) {
+                Ok((blob, wal)) => {
+                    let chain = chain.into_iter().chain(["data-dir".into(), "bbolt".into()]).collect();
+                    let payload = Payload::Database { blob, wal: Some(wal) };
+                    sink.backup(order, Item { name, chain, origin, explicit: true, payload })
+                }
+                Err(e) => sink.failed(order, name, origin, e),
+            }
+        }
+        Found::File(path) => {
+            let origin = match inner_origin {
+                Some(o) => o.clone(),
+                None => std::fs::metadata(path).map_or(Origin::Other, Origin::File),
+            };
+            if local.archive.is_none() && settings.already_audited.is_some_and(|seen| seen(&name, &origin)) {
+                return sink.skipped(name, SkipReason::AlreadyAudited);
+            }
+            match Blob::open(path) {
+                Ok(blob) => {
+                    let at = Unwrap { name: &name, chain, origin, explicit: local.explicit };
+                    unwrap(order, blob, at, settings, sink)
+                }
+                Err(e) => sink.failed(order, name, origin, e),
+            }
+        }
+    }
+}
+
+/// A data dir's database and WAL segments, mapped.
+fn data_dir(dir: &Path) -> Result<(Blob, Vec<(String, Blob)>), SourceError> {
+    let (db, segments) = source::data_dir(dir)?;
+    let wal = segments
+        .iter()
+        .map(|segment| Ok((file_name(segment), Blob::open(segment)?)))
+        .collect::<Result<_, SourceError>>()?;
+    Ok((Blob::open(&db)?, wal))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// What is being unwrapped, and what it was named.
+struct Unwrap<'u> {
+    name: &'u str,
+    chain: Vec<String>,
+    origin: Origin,
+    explicit: bool,
+}
+
+/// Unwraps one file's bytes and yields what is inside: a backup, or (for an
+/// archive) everything its folder holds.
+fn unwrap(order: Order, blob: Blob, at: Unwrap, settings: &Walk, sink: &Sink) {
+    let mut budget = settings.limits.max_unpacked_bytes;
+    let bar = settings.progress.task("unpacking", at.name);
+    let unwrapped = container::unwrap(blob, at.name, &mut budget);
+    bar.finish_and_clear();
+    let unwrapped = match unwrapped {
+        Ok(u) => u,
+        Err(ContainerError::Unrecognized) if !at.explicit => {
+            return sink.skipped(at.name.to_string(), SkipReason::NotABackup)
+        }
+        Err(e) => return sink.failed(order, at.name.to_string(), at.origin, e),
+    };
+    let chain: Vec<String> =
+        at.chain.into_iter().chain(unwrapped.chain.iter().map(|c| c.to_string())).collect();
+    let item = |chain, payload| Item {
+        name: at.name.to_string(),
+        chain,
+        origin: at.origin.clone(),
+        explicit: at.explicit,
+        payload,
+    };
+    match unwrapped.content {
+        Content::Database(blob) => sink.backup(order, item(chain, Payload::Database { blob, wal: None })),
+        Content::Delta(blob) => sink.backup(order, item(chain, Payload::Delta(blob))),
+        Content::Directory(dir) => match source::discover(dir.path()) {
+            Ok(inner) => {
+                let archive = Some((at.name, dir.path(), chain.as_slice(), &at.origin));
+                let local = Local { archive, explicit: false };
+                for (i, f) in inner.iter().enumerate() {
+                    visit_found(with(&order, i), f, &local, settings, sink);
+                }
+            }
+            Err(e) => sink.failed(order, at.name.to_string(), at.origin, e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(sources: &[&str]) -> Walked<String, WalkError> {
+        let (progress, live) = (Progress::new(true), LiveOptions::default());
+        let settings = Walk {
+            limits: Limits::default(),
+            live_mode: LiveMode::Snapshot,
+            live: &live,
+            progress: &progress,
+            already_audited: None,
+        };
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        walk(&sources, &settings, &|item: &Item| Ok(item.chain.join(">")))
+    }
+
+    #[test]
+    fn an_empty_folder_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let walked = names(&[dir.path().to_str().unwrap()]);
+        let e = walked.backups[0].result.as_ref().unwrap_err().to_string();
+        assert_eq!(e, format!("no backups found in {} (0 files)", dir.path().display()));
+        std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+        let walked = names(&[dir.path().to_str().unwrap()]);
+        let e = walked.backups[0].result.as_ref().unwrap_err().to_string();
+        assert!(e.ends_with("(1 files, none a backup)"), "{e}");
+        assert_eq!(walked.skipped.len(), 1);
+    }
+
+    #[test]
+    fn results_keep_the_order_of_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let walked = names(&[missing.to_str().unwrap(), dir.path().to_str().unwrap()]);
+        let names: Vec<&str> = walked.backups.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, [missing.to_str().unwrap(), dir.path().to_str().unwrap()]);
+    }
+}

@@ -1,0 +1,16 @@
+//! The integration tests, one crate (one binary to build and link): each
+//! module drives the real `etcd-audit` binary or the library against real
+//! fixtures and real servers (etcd, an S3 server, Azurite, a KMS plugin).
+
+mod catalog;
+mod catalog_cli;
+mod containers;
+mod corrupt;
+mod errors;
+mod forensics;
+mod inspect;
+mod kms;
+mod live;
+mod s3;
+mod scan;
+mod util;
