@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod k8s;
 pub mod net;
 pub mod progress;
+pub mod proto;
 pub mod report;
 pub mod run;
 pub mod source;

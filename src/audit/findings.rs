@@ -17,10 +17,78 @@ pub enum Severity {
     Low,
 }
 
+/// A finding's stable identifier: the JSON `code`, a `--fail-on` token
+/// where one exists, and (later) SARIF rule ids and metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    PlaintextSecret,
+    PlaintextValue,
+    UnknownKey,
+    Undecryptable,
+    Malformed,
+    KeyNotInProviderList,
+    PlaintextUnreadable,
+    Stale,
+    Integrity,
+    HistoryPlaintext,
+    DeletedPlaintextInHistory,
+    ConfigsDisagree,
+    ResiduePlaintext,
+    WalPlaintext,
+    KmsPluginUnavailable,
+}
+
+impl Code {
+    pub const ALL: [Code; 15] = [
+        Code::PlaintextSecret,
+        Code::PlaintextValue,
+        Code::UnknownKey,
+        Code::Undecryptable,
+        Code::Malformed,
+        Code::KeyNotInProviderList,
+        Code::PlaintextUnreadable,
+        Code::Stale,
+        Code::Integrity,
+        Code::HistoryPlaintext,
+        Code::DeletedPlaintextInHistory,
+        Code::ConfigsDisagree,
+        Code::ResiduePlaintext,
+        Code::WalPlaintext,
+        Code::KmsPluginUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::PlaintextSecret => "plaintext-secret",
+            Code::PlaintextValue => "plaintext-value",
+            Code::UnknownKey => "unknown-key",
+            Code::Undecryptable => "undecryptable",
+            Code::Malformed => "malformed",
+            Code::KeyNotInProviderList => "key-not-in-provider-list",
+            Code::PlaintextUnreadable => "plaintext-unreadable",
+            Code::Stale => "stale",
+            Code::Integrity => "integrity",
+            Code::HistoryPlaintext => "history-plaintext",
+            Code::DeletedPlaintextInHistory => "deleted-plaintext-in-history",
+            Code::ConfigsDisagree => "configs-disagree",
+            Code::ResiduePlaintext => "residue-plaintext",
+            Code::WalPlaintext => "wal-plaintext",
+            Code::KmsPluginUnavailable => "kms-plugin-unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     pub severity: Severity,
-    pub code: &'static str,
+    pub code: Code,
     pub count: u64,
     pub message: String,
     pub examples: Vec<String>,
@@ -29,7 +97,7 @@ pub struct Finding {
 /// A rule: which entries it counts, and what it tells the reader.
 struct Rule {
     severity: Severity,
-    code: &'static str,
+    code: Code,
     matches: fn(&EntryRecord) -> bool,
     message: fn(u64) -> String,
 }
@@ -37,19 +105,19 @@ struct Rule {
 const ENTRY_RULES: &[Rule] = &[
     Rule {
         severity: Severity::High,
-        code: "plaintext-secret",
+        code: Code::PlaintextSecret,
         matches: |e| e.verdict.class == Class::Plaintext && e.at.resource == "secrets",
         message: |n| format!("{n} Secrets are stored unencrypted: anyone holding this file can read them"),
     },
     Rule {
         severity: Severity::Medium,
-        code: "plaintext-value",
+        code: Code::PlaintextValue,
         matches: |e| e.verdict.class == Class::Plaintext && e.at.resource != "secrets",
         message: |n| format!("{n} in-scope values of other resources are stored unencrypted"),
     },
     Rule {
         severity: Severity::High,
-        code: "unknown-key",
+        code: Code::UnknownKey,
         matches: |e| e.verdict.class == Class::UnknownKey,
         message: |n| {
             format!("{n} values need a key no supplied config holds: this backup cannot be fully restored with these keys")
@@ -57,7 +125,7 @@ const ENTRY_RULES: &[Rule] = &[
     },
     Rule {
         severity: Severity::High,
-        code: "undecryptable",
+        code: Code::Undecryptable,
         matches: |e| e.verdict.class == Class::Undecryptable,
         message: |n| {
             format!("{n} values do not decrypt with the key of their name (wrong key material, a copied value, or corruption)")
@@ -65,13 +133,13 @@ const ENTRY_RULES: &[Rule] = &[
     },
     Rule {
         severity: Severity::High,
-        code: "malformed",
+        code: Code::Malformed,
         matches: |e| e.verdict.class == Class::Malformed,
         message: |n| format!("{n} values carry a broken k8s:enc: envelope"),
     },
     Rule {
         severity: Severity::High,
-        code: "key-not-in-provider-list",
+        code: Code::KeyNotInProviderList,
         matches: |e| e.verdict.outside_provider_list,
         message: |n| {
             format!("{n} values decrypt only with a key missing from the resource's provider list in the first config: kube-apiserver with that config cannot read them")
@@ -79,7 +147,7 @@ const ENTRY_RULES: &[Rule] = &[
     },
     Rule {
         severity: Severity::High,
-        code: "plaintext-unreadable",
+        code: Code::PlaintextUnreadable,
         matches: |e| e.verdict.plaintext_unreadable,
         message: |n| {
             format!("{n} plaintext values under a provider list without identity: kube-apiserver with the first config cannot read them")
@@ -87,7 +155,7 @@ const ENTRY_RULES: &[Rule] = &[
     },
     Rule {
         severity: Severity::Low,
-        code: "stale",
+        code: Code::Stale,
         matches: |e| e.verdict.stale == Some(true),
         message: |n| {
             format!("{n} values are not encrypted with the current write key: rewrite them before retiring old keys")
@@ -135,7 +203,7 @@ pub fn findings(
 
 fn finding(
     severity: Severity,
-    code: &'static str,
+    code: Code,
     count: u64,
     message: String,
     examples: impl Iterator<Item = String>,
@@ -155,7 +223,7 @@ fn integrity_finding(i: &Integrity) -> Finding {
     let n = problems.len() as u64;
     finding(
         Severity::High,
-        "integrity",
+        Code::Integrity,
         n,
         format!("{n} integrity problems: restore may fail or lose data"),
         problems.into_iter(),
@@ -169,7 +237,7 @@ fn is_plain(v: Option<&Verdict>) -> bool {
 /// One high-severity finding for the plaintext among `rows`, if any.
 fn plaintext_finding<R>(
     rows: &[&R],
-    code: &'static str,
+    code: Code,
     message: fn(u64) -> String,
     example: impl Fn(&R) -> String,
 ) -> Option<Finding> {
@@ -183,7 +251,7 @@ fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
     let example = |h: &HistoryRecord| format!("{}@{}", h.at.key, h.mod_revision);
     let kept = plaintext_finding(
         &kept,
-        "history-plaintext",
+        Code::HistoryPlaintext,
         |n| {
             format!("{n} older revisions in MVCC history are plaintext: compact and defragment, then take a new backup")
         },
@@ -191,7 +259,7 @@ fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
     );
     let deleted = plaintext_finding(
         &deleted,
-        "deleted-plaintext-in-history",
+        Code::DeletedPlaintextInHistory,
         |n| format!("{n} plaintext revisions of deleted keys are still in history"),
         example,
     );
@@ -206,7 +274,7 @@ fn judge_findings(judge: &Judge) -> Vec<Finding> {
     let n = diffs.len() as u64;
     vec![finding(
         Severity::Medium,
-        "configs-disagree",
+        Code::ConfigsDisagree,
         n,
         format!("{n} differences between the supplied configs would break reads on some control-plane node (see `etcd-audit configs`)"),
         diffs.into_iter(),
@@ -220,7 +288,7 @@ fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]
     let wal: Vec<&WalRecord> = wal.unwrap_or(&[]).iter().filter(|r| is_plain(Some(&r.verdict))).collect();
     let residue = plaintext_finding(
         &residue,
-        "residue-plaintext",
+        Code::ResiduePlaintext,
         |n| {
             format!("{n} plaintext revisions are recoverable from free pages: defragment (etcdctl defrag) every member, then re-take the backup and destroy this one")
         },
@@ -228,7 +296,7 @@ fn exposure_findings(residue: Option<&[ResidueRecord]>, wal: Option<&[WalRecord]
     );
     let wal = plaintext_finding(
         &wal,
-        "wal-plaintext",
+        Code::WalPlaintext,
         |n| {
             format!("{n} plaintext puts are in the write-ahead log: treat every copy of this data dir as holding those secrets")
         },
@@ -251,10 +319,22 @@ fn kms_plugin_finding(keys: &[KeyUse]) -> Option<Finding> {
     (n > 0).then(|| {
         finding(
             Severity::High,
-            "kms-plugin-unavailable",
+            Code::KmsPluginUnavailable,
             n,
             format!("{n} KMS key rows need a plugin that is unreachable, unhealthy or refused: check the socket (--kms NAME=unix:///path) and the plugin's KEK"),
             broken.into_iter(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_they_print() {
+        for code in Code::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
 }

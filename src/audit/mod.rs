@@ -15,7 +15,7 @@ mod verdict;
 
 pub use backup::{Backup, Integrity, MetaState};
 pub use failon::{FailOn, FailOnError, DEFAULT as FAIL_ON_DEFAULT};
-pub use findings::{Finding, Severity};
+pub use findings::{Code, Finding, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use record::{

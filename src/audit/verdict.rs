@@ -64,15 +64,19 @@ pub struct KmsOverride {
     pub endpoint: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("expected NAME=unix:///path, got {0:?}")]
+pub struct KmsOverrideError(String);
+
 impl std::str::FromStr for KmsOverride {
-    type Err = String;
+    type Err = KmsOverrideError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
             Some((name, endpoint)) if !name.is_empty() && endpoint.starts_with("unix://") => {
                 Ok(KmsOverride { name: name.into(), endpoint: endpoint.into() })
             }
-            _ => Err(format!("expected NAME=unix:///path, got {s:?}")),
+            _ => Err(KmsOverrideError(s.into())),
         }
     }
 }
@@ -164,22 +168,31 @@ impl Judge {
 /// A decryption counts only when it yields a Kubernetes object whose metadata
 /// matches the etcd key: AES-CBC has no authentication, so a wrong key can
 /// "succeed" with garbage, and a value copied from another key must not pass.
-fn accept(plain: &[u8], rk: &RegistryKey) -> Result<(Encoding, ObjectInfo), String> {
+fn accept(plain: &[u8], rk: &RegistryKey) -> Result<(Encoding, ObjectInfo), Rejected> {
     match decode_object(plain) {
-        (Encoding::Unrecognized, _) => Err("the result is not a Kubernetes object".into()),
-        (encoding, None) => Err(format!("the result does not decode as {encoding:?}")),
+        (Encoding::Unrecognized, _) => Err(Rejected::NotAnObject),
+        (encoding, None) => Err(Rejected::Undecodable(encoding)),
         (encoding, Some(info)) => {
             let (name, namespace) = (info.name.as_deref().unwrap_or(""), info.namespace.as_deref());
             if name == rk.name && namespace == rk.namespace {
                 Ok((encoding, info))
             } else {
-                Err(format!(
-                    "the object is {}/{name}, not {}/{} (a value copied from another key?)",
-                    namespace.unwrap_or(""),
-                    rk.namespace.unwrap_or(""),
-                    rk.name
-                ))
+                Err(Rejected::OtherObject {
+                    object: format!("{}/{name}", namespace.unwrap_or("")),
+                    key: format!("{}/{}", rk.namespace.unwrap_or(""), rk.name),
+                })
             }
         }
     }
+}
+
+/// Why a decrypted value is not taken as the object its key names.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    #[error("the result is not a Kubernetes object")]
+    NotAnObject,
+    #[error("the result does not decode as {0:?}")]
+    Undecodable(Encoding),
+    #[error("the object is {object}, not {key} (a value copied from another key?)")]
+    OtherObject { object: String, key: String },
 }

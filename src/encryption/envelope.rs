@@ -16,12 +16,35 @@ pub enum Envelope<'v> {
     /// KMS v1: `<name>:<u16 len><encrypted DEK><data>`; the name may contain `:`.
     KmsV1 { rest: &'v [u8] },
     /// KMS v2: names cannot contain `:`, so the split is exact.
-    KmsV2 { name: String, object: Result<KmsV2Object, String> },
+    KmsV2 { name: String, object: Result<KmsV2Object, KmsV2ObjectError> },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider token {0:?} after k8s:enc:")]
+pub struct UnknownProvider(String);
+
+/// Why a KMS v2 `EncryptedObject` is refused (`ValidateEncryptedObject`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KmsV2ObjectError {
+    #[error("invalid EncryptedObject: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("unknown encryptedDEKSourceType: {0}")]
+    SourceType(i32),
+    #[error("encrypted data is empty")]
+    EmptyData,
+    #[error("encryptedDEKSource is {0} bytes, must be 1..{MAX_DEK_SOURCE}")]
+    DekSourceSize(usize),
+    #[error("keyID is {0} bytes, must be 1..{MAX_KEY_ID}")]
+    KeyIdSize(usize),
+    #[error("annotation key {0:?} is not a fully qualified domain name")]
+    AnnotationKey(String),
+    #[error("annotations total {0} bytes, more than {MAX_ANNOTATIONS}")]
+    AnnotationsSize(usize),
 }
 
 impl<'v> Envelope<'v> {
     /// `None` for an unencrypted value; `Err` for an unknown provider token.
-    pub fn parse(value: &'v [u8]) -> Option<Result<Self, String>> {
+    pub fn parse(value: &'v [u8]) -> Option<Result<Self, UnknownProvider>> {
         let rest = value.strip_prefix(ENC_PREFIX)?;
         let keyed = |kind, rest| Ok(Envelope::Keyed { kind, rest });
         Some(if let Some(rest) = rest.strip_prefix(b"aescbc:v1:") {
@@ -37,7 +60,7 @@ impl<'v> Envelope<'v> {
             Ok(Envelope::KmsV2 { name, object: KmsV2Object::decode(payload) })
         } else {
             let token = split_name(&rest[..rest.len().min(40)]).0;
-            Err(format!("unknown provider token {token:?} after k8s:enc:"))
+            Err(UnknownProvider(token))
         })
     }
 
@@ -78,9 +101,7 @@ pub fn split_kms_v1(payload: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
     Ok((dek, &payload[2 + len..]))
 }
 
-mod pb {
-    include!(concat!(env!("OUT_DIR"), "/kmsv2.rs"));
-}
+use crate::proto::kmsv2 as pb;
 
 /// A decoded and validated KMS v2 `EncryptedObject`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,32 +120,30 @@ const MAX_ANNOTATIONS: usize = 32 * 1024;
 
 impl KmsV2Object {
     /// Decodes and validates as `ValidateEncryptedObject` does.
-    pub fn decode(payload: &[u8]) -> Result<Self, String> {
-        let o = pb::EncryptedObject::decode(payload).map_err(|e| format!("invalid EncryptedObject: {e}"))?;
+    pub fn decode(payload: &[u8]) -> Result<Self, KmsV2ObjectError> {
+        use KmsV2ObjectError as E;
+        let o = pb::EncryptedObject::decode(payload)?;
         if !(0..=1).contains(&o.encrypted_dek_source_type) {
-            return Err(format!("unknown encryptedDEKSourceType: {}", o.encrypted_dek_source_type));
+            return Err(E::SourceType(o.encrypted_dek_source_type));
         }
         if o.encrypted_data.is_empty() {
-            return Err("encrypted data is empty".into());
+            return Err(E::EmptyData);
         }
         if o.encrypted_dek_source.is_empty() || o.encrypted_dek_source.len() > MAX_DEK_SOURCE {
-            return Err(format!(
-                "encryptedDEKSource is {} bytes, must be 1..{MAX_DEK_SOURCE}",
-                o.encrypted_dek_source.len()
-            ));
+            return Err(E::DekSourceSize(o.encrypted_dek_source.len()));
         }
         if o.key_id.is_empty() || o.key_id.len() > MAX_KEY_ID {
-            return Err(format!("keyID is {} bytes, must be 1..{MAX_KEY_ID}", o.key_id.len()));
+            return Err(E::KeyIdSize(o.key_id.len()));
         }
         let mut total = 0;
         for (k, v) in &o.annotations {
             if !is_fully_qualified_domain_name(k) {
-                return Err(format!("annotation key {k:?} is not a fully qualified domain name"));
+                return Err(E::AnnotationKey(k.clone()));
             }
             total += k.len() + v.len();
         }
         if total > MAX_ANNOTATIONS {
-            return Err(format!("annotations total {total} bytes, more than {MAX_ANNOTATIONS}"));
+            return Err(E::AnnotationsSize(total));
         }
         let mut annotations: Vec<_> = o.annotations.into_iter().collect();
         annotations.sort();

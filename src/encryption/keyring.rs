@@ -103,11 +103,11 @@ impl Keyring {
     /// `name:` prefix matches is tried, and the first plaintext that
     /// `accept` takes wins (CBC has no authentication, so `accept` is what
     /// tells a right key from garbage). `aad` is the full etcd key.
-    pub fn read<T>(
+    pub fn read<T, E: std::fmt::Display>(
         &self,
         value: &[u8],
         aad: &[u8],
-        accept: impl Fn(&[u8]) -> Result<T, String>,
+        accept: impl Fn(&[u8]) -> Result<T, E>,
     ) -> Reading<T> {
         let mut reading = Reading {
             provider: None,
@@ -119,7 +119,7 @@ impl Keyring {
         let envelope = match Envelope::parse(value) {
             None => return reading,
             Some(Err(e)) => {
-                reading.outcome = Outcome::Malformed(e);
+                reading.outcome = Outcome::Malformed(e.to_string());
                 return reading;
             }
             Some(Ok(envelope)) => envelope,
@@ -131,7 +131,7 @@ impl Keyring {
             Envelope::KmsV1 { rest } => self.read_kms_v1(rest, aad, accept, &mut reading),
             Envelope::KmsV2 { name, object } => {
                 reading.outcome = match object {
-                    Err(e) => Outcome::Malformed(e),
+                    Err(e) => Outcome::Malformed(e.to_string()),
                     Ok(object) => {
                         let outcome = self.read_kms_v2(&name, &object, aad, accept);
                         reading.key_id = Some(object.key_id);
@@ -144,12 +144,12 @@ impl Keyring {
         reading
     }
 
-    fn read_keyed<T>(
+    fn read_keyed<T, E: std::fmt::Display>(
         &self,
         kind: ProviderKind,
         rest: &[u8],
         aad: &[u8],
-        accept: impl Fn(&[u8]) -> Result<T, String>,
+        accept: impl Fn(&[u8]) -> Result<T, E>,
         reading: &mut Reading<T>,
     ) {
         let candidates: Vec<(KeyId, &Key)> = self
@@ -207,11 +207,11 @@ impl Keyring {
     /// KMS v1 (`envelope.go`): configured names in order (they may contain
     /// `:`), the plugin unwraps the DEK, the data reads as AES-GCM, then
     /// AES-CBC (stale).
-    fn read_kms_v1<T>(
+    fn read_kms_v1<T, E: std::fmt::Display>(
         &self,
         rest: &[u8],
         aad: &[u8],
-        accept: impl Fn(&[u8]) -> Result<T, String>,
+        accept: impl Fn(&[u8]) -> Result<T, E>,
         reading: &mut Reading<T>,
     ) {
         let candidates = self.plugins.v1_matching(rest);
@@ -249,12 +249,12 @@ impl Keyring {
         reading.outcome = failures.swap_remove(best);
     }
 
-    fn read_kms_v1_with<T>(
+    fn read_kms_v1_with<T, E: std::fmt::Display>(
         &self,
         plugin: &Plugin,
         payload: &[u8],
         aad: &[u8],
-        accept: &impl Fn(&[u8]) -> Result<T, String>,
+        accept: &impl Fn(&[u8]) -> Result<T, E>,
     ) -> Outcome<T> {
         let (encrypted_dek, data) = match split_kms_v1(payload) {
             Err(e) => return Outcome::Malformed(e.to_string()),
@@ -264,7 +264,7 @@ impl Keyring {
             return Outcome::Malformed(e.to_string());
         }
         if let Err(e) = self.plugins.status(plugin) {
-            return Outcome::UnknownKey(e);
+            return Outcome::UnknownKey(e.to_string());
         }
         let dek = match self.plugins.unwrap_dek(plugin, encrypted_dek, "", &[]) {
             Ok(dek) => dek,
@@ -280,7 +280,7 @@ impl Keyring {
         match accept(&plain) {
             Ok(accepted) => Outcome::KmsDecrypted {
                 stale: cbc.then(|| "read through the AES-CBC fallback (KMS v1 data as 1.24 wrote it)".into()),
-                note: self.plugins.health_note(plugin),
+                note: self.plugins.health_note(plugin).map(|e| e.to_string()),
                 accepted,
             },
             Err(e) if cbc => Outcome::Undecryptable(format!(
@@ -293,12 +293,12 @@ impl Keyring {
     /// KMS v2 (`kmsv2/envelope.go`): the plugin unwraps the DEK or seed named
     /// by the EncryptedObject; stale when its keyID is not the plugin's
     /// current one or it is a type-0 DEK (1.29+ write seeds).
-    fn read_kms_v2<T>(
+    fn read_kms_v2<T, E: std::fmt::Display>(
         &self,
         name: &str,
         object: &KmsV2Object,
         aad: &[u8],
-        accept: impl Fn(&[u8]) -> Result<T, String>,
+        accept: impl Fn(&[u8]) -> Result<T, E>,
     ) -> Outcome<T> {
         let Some(plugin) = self.plugins.find(KmsApi::V2, name) else {
             return Outcome::UnknownKey(no_provider(KmsApi::V2, name));
@@ -308,7 +308,7 @@ impl Keyring {
         }
         let status = match self.plugins.status(plugin) {
             Ok(status) => status,
-            Err(e) => return Outcome::UnknownKey(e),
+            Err(e) => return Outcome::UnknownKey(e.to_string()),
         };
         let dek = match self.plugins.unwrap_dek(
             plugin,
@@ -345,7 +345,7 @@ impl Keyring {
                 }
                 Outcome::KmsDecrypted {
                     stale: (!stale.is_empty()).then(|| stale.join("; ")),
-                    note: self.plugins.health_note(plugin),
+                    note: self.plugins.health_note(plugin).map(|e| e.to_string()),
                     accepted,
                 }
             }
@@ -355,8 +355,8 @@ impl Keyring {
 
 fn kms_failure<T>(e: KmsError) -> Outcome<T> {
     match e {
-        KmsError::Unavailable(e) => Outcome::UnknownKey(e),
-        KmsError::Refused(e) => Outcome::Undecryptable(e),
+        KmsError::Unavailable(e) => Outcome::UnknownKey(e.to_string()),
+        KmsError::Refused(e) => Outcome::Undecryptable(e.to_string()),
     }
 }
 

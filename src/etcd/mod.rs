@@ -13,9 +13,7 @@ pub use meta::EtcdMeta;
 pub use revision::Revision;
 pub use status::{status, Status};
 
-pub mod mvccpb {
-    include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
-}
+pub use crate::proto::mvccpb;
 
 pub use mvccpb::KeyValue;
 

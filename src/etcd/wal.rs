@@ -5,9 +5,7 @@
 
 use prost::Message;
 
-mod pb {
-    include!(concat!(env!("OUT_DIR"), "/etcdwal.rs"));
-}
+use crate::proto::etcdwal as pb;
 
 const ENTRY_TYPE: i64 = 2;
 const CRC_TYPE: i64 = 4;

@@ -7,6 +7,4 @@ mod object;
 pub use key::{detect_prefix, GroupResource, RegistryKey, CORE_RESOURCES, DEFAULT_PREFIXES};
 pub use object::{decode_object, Encoding, ObjectInfo};
 
-pub(crate) mod pb {
-    include!(concat!(env!("OUT_DIR"), "/k8s.rs"));
-}
+pub(crate) use crate::proto::k8s as pb;

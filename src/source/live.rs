@@ -12,6 +12,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, Tls
 use sha2::{Digest, Sha256};
 
 use super::{Blob, SourceError};
+use crate::net::error_chain;
 
 const TRAILER: usize = 32;
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -63,16 +64,12 @@ pub struct Live {
 impl Live {
     pub fn connect(target: &LiveTarget, opts: &LiveOptions) -> Result<Live, SourceError> {
         let fail = |reason: String| SourceError::Remote { url: target.url.clone(), reason };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        let runtime = crate::net::runtime(2, "etcd-audit-live").map_err(|e| fail(e.to_string()))?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
         if target.tls {
-            options = options.with_tls(tls_options(opts).map_err(fail)?);
+            options = options.with_tls(tls_options(opts).map_err(|e| fail(e.to_string()))?);
         }
         if let Some(user) = &opts.user {
             let password = std::env::var("ETCD_AUDIT_PASSWORD")
@@ -92,7 +89,7 @@ impl Live {
             });
             match connected {
                 Ok(client) => return Ok(Live { target: target.clone(), client, runtime }),
-                Err(e) => last = describe(&e),
+                Err(e) => last = error_chain(&e),
             }
         }
         Err(fail(format!("cannot connect after {CONNECT_ATTEMPTS} attempts: {last}")))
@@ -124,7 +121,7 @@ impl Live {
                 }
                 Ok::<(), etcd_client::Error>(())
             })
-            .map_err(|e| fail(format!("snapshot stream failed: {}", describe(&e))))?;
+            .map_err(|e| fail(format!("snapshot stream failed: {}", error_chain(&e))))?;
         if tail.len() != TRAILER || hasher.finalize().as_slice() != tail.as_slice() {
             return Err(fail("snapshot stream ended without a matching SHA-256: incomplete snapshot".into()));
         }
@@ -200,12 +197,23 @@ impl Live {
     }
 
     fn error(&self, e: &etcd_client::Error) -> SourceError {
-        SourceError::Remote { url: self.target.url.clone(), reason: describe(e) }
+        SourceError::Remote { url: self.target.url.clone(), reason: error_chain(e) }
     }
 }
 
-fn tls_options(opts: &LiveOptions) -> Result<TlsOptions, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+/// Why the TLS client settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum TlsError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("--cert and --key go together")]
+    CertWithoutKey,
+}
+
+fn tls_options(opts: &LiveOptions) -> Result<TlsOptions, TlsError> {
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| TlsError::Read { path: p.display().to_string(), source })
+    };
     let mut tls = TlsOptions::new();
     if let Some(ca) = &opts.cacert {
         tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
@@ -213,22 +221,9 @@ fn tls_options(opts: &LiveOptions) -> Result<TlsOptions, String> {
     match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?)),
         (None, None) => {}
-        _ => return Err("--cert and --key go together".into()),
+        _ => return Err(TlsError::CertWithoutKey),
     }
     Ok(tls)
-}
-
-/// The error with its causes: tonic's top-level message alone ("transport
-/// error") does not say whether TLS, DNS or the port was the problem.
-fn describe(e: &etcd_client::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

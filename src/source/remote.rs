@@ -113,10 +113,7 @@ impl Remote {
                     .map_err(err)?,
             ),
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        let runtime = crate::net::runtime(2, "etcd-audit-remote")
             .map_err(|e| SourceError::Io { path: "tokio runtime".into(), source: e })?;
         Ok(Remote { url: url.clone(), store, runtime })
     }
