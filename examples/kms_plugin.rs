@@ -231,12 +231,14 @@ async fn main() {
         std::fs::write(path, "0").unwrap_or_else(|e| usage(&format!("cannot write {}: {e}", path.display())));
     }
     let listener = listener(&socket).unwrap_or_else(|e| usage(&format!("cannot listen on {socket}: {e}")));
+    // Handlers first: a SIGTERM right after `listening` must not kill the
+    // plugin before it says how many calls it served.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     println!("listening {socket}");
 
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}

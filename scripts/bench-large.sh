@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-300000}
 SIZE=${2:-2048}
-BIN=$(scripts/setup.sh | tail -n 1)
+BIN=$(scripts/test-deps.sh | tail -n 1)
 WORK=$(mktemp -d /tmp/etcd-audit-bench.XXXXXX)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-etcdbin=$(scripts/setup.sh | tail -n 1)
+etcdbin=$(scripts/test-deps.sh | tail -n 1)
 export ETCD35_BIN_DIR="$etcdbin"
 
 cargo fmt --check

@@ -18,7 +18,10 @@ pub struct Backup<'a> {
 pub struct Integrity {
     pub sha256_trailer: Trailer,
     pub meta: Vec<MetaState>,
+    /// The first thousand, in `bbolt check` wording.
     pub bbolt_errors: Vec<String>,
+    /// How many there were (a hostile file can have one per page).
+    pub bbolt_errors_total: u64,
     /// Not errors: torn WAL tails and the like.
     pub notes: Vec<String>,
     pub ok: bool,
@@ -52,7 +55,8 @@ impl<'a> Backup<'a> {
         let integrity = Integrity {
             sha256_trailer: trailer,
             meta,
-            bbolt_errors: check.errors.clone(),
+            bbolt_errors: check.errors.list().to_vec(),
+            bbolt_errors_total: check.errors.total(),
             notes: vec![],
             ok,
         };

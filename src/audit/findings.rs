@@ -219,8 +219,8 @@ fn integrity_finding(i: &Integrity) -> Finding {
     for m in i.meta.iter().filter(|m| !m.valid) {
         problems.push(format!("meta page {} is invalid: {}", m.page, m.error.as_deref().unwrap_or("?")));
     }
+    let n = problems.len() as u64 + i.bbolt_errors_total;
     problems.extend(i.bbolt_errors.iter().cloned());
-    let n = problems.len() as u64;
     finding(
         Severity::High,
         Code::Integrity,

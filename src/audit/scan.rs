@@ -138,6 +138,7 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         sha256_trailer: delta.hash,
         meta: vec![],
         bbolt_errors: vec![],
+        bbolt_errors_total: 0,
         notes: vec![],
         ok: delta.hash != Trailer::Mismatch,
     };
@@ -173,6 +174,7 @@ fn range(
         sha256_trailer: Trailer::Absent,
         meta: vec![],
         bbolt_errors: vec![],
+        bbolt_errors_total: 0,
         notes: vec![format!(
             "{source} read with Range requests at revision {revision}: history, residue and bbolt integrity are unavailable in this mode"
         )],

@@ -2,12 +2,12 @@
 //! forensics carve: the synced freelist, or when etcd left it unsynced, every
 //! page below the high-water mark that no tree reaches (bbolt `freepages()`).
 
-use super::{Db, Layout, PageSet, Pgid};
+use super::{Db, Layout, PageSet, Pgid, Problems};
 
 #[derive(Debug)]
 pub struct CheckReport {
     /// Errors in `bbolt check` wording, plus element and key-order checks it lacks.
-    pub errors: Vec<String>,
+    pub errors: Problems,
     /// Free pages, sorted: listed on the freelist, or rebuilt when it is not synced.
     pub free: Vec<Pgid>,
     /// Pages taken by the freelist itself (0 when not synced).
@@ -17,7 +17,7 @@ pub struct CheckReport {
 
 pub fn check(db: &Db, layout: &Layout) -> CheckReport {
     let hwm = db.hwm();
-    let mut errors = Vec::new();
+    let mut errors = Problems::default();
     let mut freed = PageSet::new(hwm);
     let listed = match db.freelist() {
         Ok(listed) => listed,
@@ -36,7 +36,7 @@ pub fn check(db: &Db, layout: &Layout) -> CheckReport {
             }
         }
     }
-    errors.extend(layout.errors.iter().cloned());
+    errors.append(&layout.errors);
 
     let metas_and_freelist = |id: Pgid| {
         id < 2

@@ -42,6 +42,49 @@ impl BoltError {
     }
 }
 
+/// Integrity problems, in `bbolt check` wording where it has one. A hostile
+/// file can have one per page, so at most [`Problems::MAX`] are kept and the
+/// rest only counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Problems {
+    kept: Vec<String>,
+    total: u64,
+}
+
+impl Problems {
+    pub const MAX: usize = 1000;
+
+    pub fn push(&mut self, problem: impl Into<String>) {
+        self.total += 1;
+        if self.kept.len() < Self::MAX {
+            self.kept.push(problem.into());
+        }
+    }
+
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = String>) {
+        problems.into_iter().for_each(|p| self.push(p));
+    }
+
+    pub fn append(&mut self, other: &Problems) {
+        self.extend(other.kept.iter().cloned());
+        self.total += other.total - other.kept.len() as u64;
+    }
+
+    /// The first [`Problems::MAX`] problems.
+    pub fn list(&self) -> &[String] {
+        &self.kept
+    }
+
+    /// How many there were, kept or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
 /// An open bbolt file. Cheap to share between threads: it only borrows.
 #[derive(Clone, Copy, Debug)]
 pub struct Db<'a> {

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::page::{u64_at, Page, Pgid};
-use super::{BoltError, Db, PageSet};
+use super::{BoltError, Db, PageSet, Problems};
 
 /// A bucket's tree: a root page, or an inline page image inside its parent's value.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +73,7 @@ pub struct Layout<'a> {
     pub reachable: PageSet,
     pub stats: PageStats,
     /// Problems found on the way, in `bbolt check` wording where it has one.
-    pub errors: Vec<String>,
+    pub errors: Problems,
 }
 
 impl<'a> Layout<'a> {
@@ -83,11 +83,10 @@ impl<'a> Layout<'a> {
 }
 
 pub fn layout<'a>(db: &Db<'a>) -> Layout<'a> {
-    let mut walk =
-        Walk { db, reachable: PageSet::new(db.hwm()), stats: PageStats::default(), errors: vec![] };
+    let reachable = PageSet::new(db.hwm());
+    let mut walk = Walk { db, reachable, stats: PageStats::default(), errors: Problems::default() };
     walk.reachable.insert(0);
     walk.reachable.insert(1);
-    walk.mark_freelist();
 
     let root_leaves = walk.tree(BucketRoot::Page(db.meta().root));
     let mut buckets = Vec::new();
@@ -100,6 +99,9 @@ pub fn layout<'a>(db: &Db<'a>) -> Layout<'a> {
         let nested = walk.check_leaves(&pending);
         pending = nested.into_iter().flat_map(|(_, root)| walk.tree(root)).collect();
     }
+    // Trees first: a damaged meta may name a tree page as the freelist, and
+    // the keys on it must still be read.
+    walk.mark_freelist();
     Layout { buckets, reachable: walk.reachable, stats: walk.stats, errors: walk.errors }
 }
 
@@ -107,7 +109,7 @@ struct Walk<'d, 'a> {
     db: &'d Db<'a>,
     reachable: PageSet,
     stats: PageStats,
-    errors: Vec<String>,
+    errors: Problems,
 }
 
 impl<'a> Walk<'_, 'a> {
@@ -117,7 +119,14 @@ impl<'a> Walk<'_, 'a> {
             return;
         }
         match self.db.page(meta.freelist) {
-            Ok(p) => (0..=u64::from(p.overflow)).for_each(|i| _ = self.reachable.insert(p.id + i)),
+            Ok(p) => {
+                for i in p.id..=p.id + u64::from(p.overflow) {
+                    if !self.reachable.insert(i) {
+                        self.errors
+                            .push(format!("page {i}: named as the freelist, but a bucket tree reaches it"));
+                    }
+                }
+            }
             Err(e) => self.errors.push(format!("freelist: {e}")),
         }
     }

@@ -506,7 +506,8 @@ fn parse_duration(s: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    // A huge value is no timeout at all: refused, not a panic.
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -575,5 +576,8 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("3"), None);
+        // Found by review: a huge timeout made Duration::from_secs_f64 panic.
+        assert_eq!(parse_duration(&format!("{}h", "9".repeat(400))), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
     }
 }

@@ -38,7 +38,7 @@ fn table(entry: &Entry<Inspection>) -> String {
         row(&mut out, "", e.clone());
     }
     if !i.integrity.bbolt_errors.is_empty() {
-        row(&mut out, "", format!("{} errors found", i.integrity.bbolt_errors.len()));
+        row(&mut out, "", format!("{} errors found", i.integrity.bbolt_errors_total));
     }
     let e = &i.etcd;
     let compact = e.compact_revision.map_or("never compacted".into(), |c| format!("compacted at {c}"));

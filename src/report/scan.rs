@@ -32,7 +32,7 @@ fn table(entry: &Entry<ScanReport>) -> String {
     let integrity = if r.integrity.ok {
         "OK".to_string()
     } else {
-        format!("{} problems (see findings)", r.integrity.bbolt_errors.len().max(1))
+        format!("{} problems (see findings)", r.integrity.bbolt_errors_total.max(1))
     };
     let _ = writeln!(out, "integrity   {integrity}");
     let _ = writeln!(out, "summary     {}", summary_line(&r.summary));

@@ -165,3 +165,89 @@ fn random_mutations_through_inspect_and_scan() {
         }
     }
 }
+
+/// bbolt's meta checksum: FNV-1a 64 over the 56 bytes before it.
+fn reseal_meta(b: &mut [u8], page: usize) {
+    let at = page * PS + 16;
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &byte in &b[at..at + 56] {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    b[at + 56..at + 64].copy_from_slice(&h.to_le_bytes());
+}
+
+/// A damaged reference must not hide good data: a meta that names a leaf
+/// of the `key` bucket as the freelist is an integrity error, and every key
+/// on that leaf is still audited.
+#[test]
+fn a_freelist_pointing_at_a_leaf_hides_no_keys() {
+    let good = base();
+    let leaf = {
+        let db = Db::open(&good).unwrap();
+        let layout = db.layout();
+        layout.bucket(b"key").unwrap().leaves[0].page.id
+    };
+    let mut bad = good.clone();
+    for meta in 0..2 {
+        bad[meta * PS + 48..meta * PS + 56].copy_from_slice(&leaf.to_le_bytes());
+        reseal_meta(&mut bad, meta);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scan = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        run(&["scan", "--format", "json", "--resources", "*.*", path_str(&path)])
+    };
+    let (before, after) = (scan("good.db", &good), scan("bad.db", &bad));
+    assert_eq!(after.code, 1, "{}", after.stderr);
+    let keys = |r: &Run| -> Vec<String> {
+        let doc = r.json();
+        doc["backups"][0]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().into())
+            .collect()
+    };
+    assert!(!keys(&before).is_empty());
+    assert_eq!(keys(&after), keys(&before), "keys on the leaf named as freelist were lost");
+    let errors = after.json()["backups"][0]["integrity"]["bbolt_errors"].clone();
+    let said = format!("page {leaf}: named as the freelist, but a bucket tree reaches it");
+    assert!(errors.as_array().unwrap().iter().any(|e| e == said.as_str()), "{errors}");
+}
+
+/// A file with a problem on every page keeps a thousand of them and counts the rest.
+#[test]
+fn problems_are_capped_and_counted() {
+    let mut b = base();
+    // A new freelist page (with overflow pages) after the high-water mark,
+    // listing 3000 pages beyond it: one problem each.
+    let hwm = u64_le(&b, 56) as usize;
+    const N: usize = 3000;
+    let span = (16 + 8 * (N + 1)).div_ceil(PS);
+    b.resize((hwm + span) * PS, 0);
+    let at = hwm * PS;
+    b[at..at + 8].copy_from_slice(&(hwm as u64).to_le_bytes());
+    b[at + 8..at + 10].copy_from_slice(&0x10u16.to_le_bytes());
+    b[at + 10..at + 12].copy_from_slice(&0xFFFFu16.to_le_bytes());
+    b[at + 12..at + 16].copy_from_slice(&(span as u32 - 1).to_le_bytes());
+    b[at + 16..at + 24].copy_from_slice(&(N as u64).to_le_bytes());
+    for i in 0..N {
+        let id = (hwm + span + 1 + i) as u64;
+        b[at + 24 + i * 8..at + 32 + i * 8].copy_from_slice(&id.to_le_bytes());
+    }
+    for meta in 0..2 {
+        b[meta * PS + 48..meta * PS + 56].copy_from_slice(&(hwm as u64).to_le_bytes());
+        b[meta * PS + 56..meta * PS + 64].copy_from_slice(&((hwm + span) as u64).to_le_bytes());
+        reseal_meta(&mut b, meta);
+    }
+    let r = inspect_bytes(&b);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let integrity = &r.json()["backups"][0]["integrity"];
+    let total = integrity["bbolt_errors_total"].as_u64().unwrap();
+    assert!(total >= N as u64, "{total}");
+    let kept = integrity["bbolt_errors"].as_array().unwrap();
+    assert_eq!(kept.len(), 1000);
+    assert!(kept[0].as_str().unwrap().contains("freed page beyond the high-water mark"), "{}", kept[0]);
+}

