@@ -7,7 +7,9 @@ use crate::util::*;
 fn completions_and_man_page_come_from_the_definitions() {
     let bash = run(&["completions", "bash"]);
     assert_eq!(bash.code, 0, "{}", bash.stderr);
-    for word in ["_etcd__audit()", "complete -F _etcd__audit", "can-retire", "--encryption-config", "--live-mode"] {
+    for word in
+        ["_etcd__audit()", "complete -F _etcd__audit", "can-retire", "--encryption-config", "--live-mode"]
+    {
         assert!(bash.stdout.contains(word), "bash completion lacks {word}");
     }
     let zsh = run(&["completions", "zsh"]);
