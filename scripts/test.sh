@@ -8,5 +8,6 @@ etcdbin=$(scripts/test-deps.sh | tail -n 1)
 export ETCD35_BIN_DIR="$etcdbin"
 
 cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets --quiet 2>&1 | tee /tmp/etcd-audit-test.log
+cargo clippy --all-targets --all-features --quiet -- -D warnings
+# --all-features: the fuzz corpora are replayed through the harnesses of src/fuzz.rs.
+cargo test --all-targets --all-features --quiet 2>&1 | tee /tmp/etcd-audit-test.log

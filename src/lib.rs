@@ -9,6 +9,9 @@ pub mod catalog;
 pub mod container;
 pub mod encryption;
 pub mod etcd;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod k8s;
 pub mod net;
 pub mod progress;

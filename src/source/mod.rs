@@ -46,6 +46,16 @@ impl Blob {
         Ok(Blob { map })
     }
 
+    /// A read-only copy of `bytes` in anonymous memory (tests and fuzzing).
+    pub fn copy_of(bytes: &[u8]) -> std::io::Result<Blob> {
+        if bytes.is_empty() {
+            return Ok(Blob { map: None });
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len())?;
+        map.copy_from_slice(bytes);
+        Ok(Blob { map: Some(map.make_read_only()?) })
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }

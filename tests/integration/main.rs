@@ -9,6 +9,8 @@ mod containers;
 mod corrupt;
 mod errors;
 mod forensics;
+#[cfg(feature = "fuzzing")]
+mod fuzz;
 mod inspect;
 mod kms;
 mod live;
