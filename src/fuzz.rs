@@ -239,7 +239,7 @@ pub fn wal_struct(data: &[u8]) {
 
 /// A Gardener delta snapshot, parsed and scanned.
 pub fn gardener_delta(data: &[u8]) {
-    let Ok(delta) = gardener::parse(data) else { return };
+    let Ok(delta) = gardener::parse(data, 1 << 20) else { return };
     let (judge, scope) = judge();
     let opts = ScanOptions { history: true, ..ScanOptions::default() };
     let input = Input::Delta { delta: &delta, size_bytes: data.len() as u64 };
@@ -253,7 +253,7 @@ pub fn container(data: &[u8]) {
     let name = if pick & 1 == 1 { "Full-00000000-00000001-1.Z" } else { "backup" };
     let Ok(blob) = Blob::copy_of(bytes) else { return };
     let mut budget = 1 << 20;
-    if let Ok(unwrapped) = container::unwrap(blob, name, &mut budget) {
+    if let Ok(unwrapped) = container::unwrap(blob, name, &mut budget, 0) {
         if let Content::Directory(dir) = unwrapped.content {
             let _ = crate::source::discover(dir.path());
         }

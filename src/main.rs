@@ -12,6 +12,8 @@ use etcd_audit::audit::Outcome;
 use etcd_audit::run::{self, RunError};
 
 fn main() -> ExitCode {
+    harden();
+    on_interrupt_clean_up();
     let command = Cli::parse().command;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
             .map(|_| Outcome::Clean)
             .map_err(RunError::from),
     };
+    etcd_audit::source::scratch::cleanup();
     let outcome = match result {
         Ok(outcome) => match out.flush() {
             // A reader that stopped reading (`| head`) gets the audit's exit code, quietly.
@@ -45,8 +48,48 @@ fn main() -> ExitCode {
     ExitCode::from(outcome as u8)
 }
 
+/// Keys and decrypted values live in this process's memory: a crash must
+/// not write them to a core file, and other users' processes must not read
+/// them through /proc. (root, or anyone with CAP_SYS_PTRACE, still can.)
+fn harden() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's flags.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// SIGINT or SIGTERM: remove every scratch file and folder of this run (they
+/// hold copies of backups), say so in one line, and exit 130 or 143 at once.
+/// Whatever was written to stdout stays a truncated document under that code.
+/// Folders left by runs that were killed outright are removed on start.
+fn on_interrupt_clean_up() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    etcd_audit::source::scratch::remove_stale(&std::env::temp_dir());
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            etcd_audit::source::scratch::cleanup();
+            let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+            eprintln!("etcd-audit: interrupted by {name}; temporary files removed");
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
 /// One line on stderr with the error and its causes.
 fn fail(e: &RunError) -> Outcome {
     eprintln!("etcd-audit: {}", etcd_audit::error_chain(e));
     Outcome::Failed
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_leaves_no_core_dump() {
+        super::harden();
+        // SAFETY: reads this process's dumpable flag.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
 }

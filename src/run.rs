@@ -221,7 +221,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
                 report
             }
             Payload::Delta(blob) => {
-                let delta = gardener::parse(blob.bytes())?;
+                let delta = gardener::parse(blob.bytes(), args.input.limits.max_unpacked_bytes)?;
                 let input = Input::Delta { delta: &delta, size_bytes: blob.bytes().len() as u64 };
                 audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
             }

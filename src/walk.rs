@@ -301,7 +301,7 @@ fn visit_source(order: Order, name: &str, settings: &Walk, tx: &SyncSender<Event
                 sink.files.store(found.len(), Ordering::Relaxed);
                 let local = Local { archive: None, explicit };
                 for (i, f) in found.iter().enumerate() {
-                    visit_found(with(&order, i), f, &local, settings, &sink);
+                    visit_found(with(&order, i), f, &local, None, settings, &sink);
                 }
             }
             Err(e) => sink.failed(order.clone(), name.to_string(), Origin::Other, e),
@@ -353,7 +353,7 @@ fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sin
                 match downloaded {
                     Ok(blob) => {
                         let at = Unwrap { name: &object.url, chain: vec![], origin, explicit };
-                        unwrap(with(order, i), blob, at, settings, sink)
+                        unwrap(with(order, i), blob, at, None, settings, sink)
                     }
                     Err(e) => sink.failed(with(order, i), object.url.clone(), origin, e),
                 }
@@ -391,7 +391,7 @@ fn visit_live(order: Order, target: &LiveTarget, settings: &Walk, sink: &Sink) {
                 origin: Origin::Live,
                 explicit: true,
             };
-            unwrap(order, blob, at, settings, sink)
+            unwrap(order, blob, at, None, settings, sink)
         }
         Err(e) => sink.failed(order, target.url.clone(), Origin::Live, e),
     }
@@ -404,7 +404,11 @@ struct Local<'l> {
     explicit: bool,
 }
 
-fn visit_found(order: Order, found: &Found, local: &Local, settings: &Walk, sink: &Sink) {
+/// What one backup file may still unpack, shared with everything nested in
+/// it (`--max-unpacked-bytes`); a file the walk finds by itself starts afresh.
+type Budget<'b> = Option<&'b mut u64>;
+
+fn visit_found(order: Order, found: &Found, local: &Local, budget: Budget, settings: &Walk, sink: &Sink) {
     let (name, chain, inner_origin) = match local.archive {
         Some((outer, root, chain, origin)) => {
             let inner = found.path().strip_prefix(root).unwrap_or(found.path());
@@ -436,7 +440,7 @@ fn visit_found(order: Order, found: &Found, local: &Local, settings: &Walk, sink
             match Blob::open(path) {
                 Ok(blob) => {
                     let at = Unwrap { name: &name, chain, origin, explicit: local.explicit };
-                    unwrap(order, blob, at, settings, sink)
+                    unwrap(order, blob, at, budget, settings, sink)
                 }
                 Err(e) => sink.failed(order, name, origin, e),
             }
@@ -468,10 +472,11 @@ struct Unwrap<'u> {
 
 /// Unwraps one file's bytes and yields what is inside: a backup, or (for an
 /// archive) everything its folder holds.
-fn unwrap(order: Order, blob: Blob, at: Unwrap, settings: &Walk, sink: &Sink) {
-    let mut budget = settings.limits.max_unpacked_bytes;
+fn unwrap(order: Order, blob: Blob, at: Unwrap, budget: Budget, settings: &Walk, sink: &Sink) {
+    let mut fresh = settings.limits.max_unpacked_bytes;
+    let budget = budget.unwrap_or(&mut fresh);
     let bar = settings.progress.task("unpacking", at.name);
-    let unwrapped = container::unwrap(blob, at.name, &mut budget);
+    let unwrapped = container::unwrap(blob, at.name, budget, at.chain.len());
     bar.finish_and_clear();
     let unwrapped = match unwrapped {
         Ok(u) => u,
@@ -497,7 +502,7 @@ fn unwrap(order: Order, blob: Blob, at: Unwrap, settings: &Walk, sink: &Sink) {
                 let archive = Some((at.name, dir.path(), chain.as_slice(), &at.origin));
                 let local = Local { archive, explicit: false };
                 for (i, f) in inner.iter().enumerate() {
-                    visit_found(with(&order, i), f, &local, settings, sink);
+                    visit_found(with(&order, i), f, &local, Some(&mut *budget), settings, sink);
                 }
             }
             Err(e) => sink.failed(order, at.name.to_string(), at.origin, e),

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::decompress::{copy_capped, Capped};
 use super::ContainerError;
-use crate::source::Blob;
+use crate::source::{scratch, Blob};
 
 const MAX_ENTRIES: usize = 100_000;
 
@@ -31,12 +31,12 @@ pub fn unzip(bytes: &[u8], budget: &mut u64) -> Result<Unzipped, ContainerError>
         let mut entry = zip.by_index(only).map_err(corrupt)?;
         let name = entry.name().to_string();
         safe_path("zip", &name)?;
-        let mut file = tempfile::tempfile()?;
+        let mut file = scratch::file()?;
         *budget -= capped("zip", copy_capped(&mut entry, &mut file, *budget), *budget)?;
         file.flush()?;
         return Ok(Unzipped::One(name, Blob::map(&file)?));
     }
-    let dir = tempfile::tempdir()?;
+    let dir = scratch::dir()?;
     for i in files {
         let mut entry = zip.by_index(i).map_err(corrupt)?;
         let target = dir.path().join(safe_path("zip", entry.name())?);
@@ -48,7 +48,7 @@ pub fn unzip(bytes: &[u8], budget: &mut u64) -> Result<Unzipped, ContainerError>
 
 pub fn untar(bytes: &[u8], budget: &mut u64) -> Result<tempfile::TempDir, ContainerError> {
     let corrupt = |e: std::io::Error| ContainerError::Corrupt { layer: "tar", reason: e.to_string() };
-    let dir = tempfile::tempdir()?;
+    let dir = scratch::dir()?;
     let mut archive = tar::Archive::new(bytes);
     for (n, entry) in archive.entries().map_err(corrupt)?.enumerate() {
         if n >= MAX_ENTRIES {

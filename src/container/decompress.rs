@@ -9,7 +9,7 @@ use crate::source::Blob;
 pub fn to_temp(kind: Kind, bytes: &[u8], budget: &mut u64) -> Result<Blob, ContainerError> {
     let layer = kind.name();
     let corrupt = |e: std::io::Error| ContainerError::Corrupt { layer, reason: e.to_string() };
-    let mut file = tempfile::tempfile()?;
+    let mut file = crate::source::scratch::file()?;
     let written = match kind {
         Kind::Gzip => copy_capped(flate2::read::MultiGzDecoder::new(bytes), &mut file, *budget),
         Kind::Zlib => copy_capped(flate2::read::ZlibDecoder::new(bytes), &mut file, *budget),

@@ -119,14 +119,18 @@ pub struct Unwrapped {
     pub content: Content,
 }
 
-const MAX_LAYERS: usize = 8;
+/// The most containers one backup may be nested in, archives inside
+/// archives included.
+pub const MAX_LAYERS: usize = 8;
 
 /// Peels layers until a database, a delta snapshot or a directory remains.
-/// `budget` is what this source may still unpack, shared by all its layers.
-pub fn unwrap(blob: Blob, name: &str, budget: &mut u64) -> Result<Unwrapped, ContainerError> {
+/// `budget` is what this backup file may still unpack, shared by all its
+/// layers and by everything inside an archive it holds; `outer` is how many
+/// layers it is already inside of.
+pub fn unwrap(blob: Blob, name: &str, budget: &mut u64, outer: usize) -> Result<Unwrapped, ContainerError> {
     let (mut blob, mut name, mut chain) = (blob, base_name(name), Vec::new());
     loop {
-        if chain.len() >= MAX_LAYERS {
+        if outer + chain.len() >= MAX_LAYERS {
             return Err(ContainerError::TooDeep(MAX_LAYERS));
         }
         let kind = sniff(blob.bytes(), &name).ok_or(ContainerError::Unrecognized)?;

@@ -100,7 +100,10 @@ pub struct EncryptionConfig {
 impl EncryptionConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| ConfigError::Io { path: name.clone(), source })?;
+        // The file holds every key in base64: its bytes are zeroed when parsed.
+        let text = Zeroizing::new(
+            std::fs::read(path).map_err(|source| ConfigError::Io { path: name.clone(), source })?,
+        );
         Self::parse(&name, &text)
     }
 
@@ -183,8 +186,9 @@ struct RawKeys {
 struct RawKey {
     #[serde(default)]
     name: String,
+    /// The base64 key as written: zeroed when the parse is done.
     #[serde(default)]
-    secret: String,
+    secret: Zeroizing<String>,
 }
 
 #[derive(Deserialize)]

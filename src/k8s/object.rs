@@ -71,57 +71,47 @@ fn decode_protobuf(bytes: &[u8]) -> Option<ObjectInfo> {
     Some(info)
 }
 
+/// The head of a JSON or CBOR object; `data` values are never read.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonHead {
+struct Head {
     api_version: Option<String>,
     kind: Option<String>,
-    metadata: Option<JsonMeta>,
+    metadata: Option<Meta>,
     #[serde(rename = "type")]
     secret_type: Option<String>,
     data: Option<BTreeMap<String, IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
-struct JsonMeta {
+struct Meta {
     name: Option<String>,
     namespace: Option<String>,
 }
 
-fn decode_json(bytes: &[u8]) -> Option<ObjectInfo> {
-    let head: JsonHead = serde_json::from_slice(bytes).ok()?;
-    let (name, namespace) = head.metadata.map_or((None, None), |m| (m.name, m.namespace));
-    let is_secret = head.kind.as_deref() == Some("Secret");
-    Some(ObjectInfo {
-        api_version: head.api_version,
-        kind: head.kind,
-        name,
-        namespace,
-        secret_type: head.secret_type.filter(|_| is_secret),
-        data_keys: head.data.filter(|_| is_secret).map(|d| d.into_keys().collect()).unwrap_or_default(),
-    })
+impl Head {
+    fn info(self) -> ObjectInfo {
+        let (name, namespace) = self.metadata.map_or((None, None), |m| (m.name, m.namespace));
+        let is_secret = self.kind.as_deref() == Some("Secret");
+        ObjectInfo {
+            api_version: self.api_version,
+            kind: self.kind,
+            name,
+            namespace,
+            secret_type: self.secret_type.filter(|_| is_secret),
+            data_keys: self.data.filter(|_| is_secret).map(|d| d.into_keys().collect()).unwrap_or_default(),
+        }
+    }
 }
 
+fn decode_json(bytes: &[u8]) -> Option<ObjectInfo> {
+    serde_json::from_slice::<Head>(bytes).ok().map(Head::info)
+}
+
+/// CBOR (with or without the self-describe tag) through the same typed head
+/// as JSON: Secret values are skipped, never copied.
 fn decode_cbor(bytes: &[u8]) -> Option<ObjectInfo> {
-    use ciborium::Value;
-    let value: Value = ciborium::from_reader(bytes).ok()?;
-    let value = match value {
-        Value::Tag(_, inner) => *inner,
-        v => v,
-    };
-    let field = |map: &[(Value, Value)], name: &str| -> Option<Value> {
-        map.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v.clone())
-    };
-    let text = |v: Option<Value>| v.and_then(|v| v.into_text().ok());
-    let top = value.into_map().ok()?;
-    let meta = field(&top, "metadata").and_then(|m| m.into_map().ok()).unwrap_or_default();
-    Some(ObjectInfo {
-        api_version: text(field(&top, "apiVersion")),
-        kind: text(field(&top, "kind")),
-        name: text(field(&meta, "name")),
-        namespace: text(field(&meta, "namespace")),
-        ..ObjectInfo::default()
-    })
+    ciborium::from_reader::<Head, _>(bytes).ok().map(Head::info)
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -163,5 +153,19 @@ mod tests {
         let (enc, info) = decode_object(&buf);
         assert_eq!(enc, Encoding::Cbor);
         assert_eq!(info.unwrap().name.as_deref(), Some("p1"));
+        // A Secret: type and data key names, values skipped.
+        let mut buf = vec![0xd9, 0xd9, 0xf7];
+        let doc = ciborium::Value::Map(vec![
+            ("kind".into(), "Secret".into()),
+            ("type".into(), "Opaque".into()),
+            ("metadata".into(), ciborium::Value::Map(vec![("name".into(), "s".into())])),
+            (
+                "data".into(),
+                ciborium::Value::Map(vec![("pw".into(), ciborium::Value::Bytes(b"hunter2".to_vec()))]),
+            ),
+        ]);
+        ciborium::into_writer(&doc, &mut buf).unwrap();
+        let info = decode_object(&buf).1.unwrap();
+        assert_eq!((info.secret_type.as_deref(), info.data_keys), (Some("Opaque"), vec!["pw".to_string()]));
     }
 }

@@ -100,7 +100,7 @@ impl Live {
     /// a stream that ends early or whose digest does not match is an error.
     pub fn snapshot(&self, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<Blob, SourceError> {
         let fail = |reason: String| SourceError::Remote { url: self.target.url.clone(), reason };
-        let mut file = tempfile::tempfile().map_err(|e| fail(e.to_string()))?;
+        let mut file = super::scratch::file().map_err(|e| fail(e.to_string()))?;
         let mut hasher = Sha256::new();
         // The last 32 bytes are the digest: hash everything before them.
         let mut tail: Vec<u8> = Vec::with_capacity(2 * TRAILER);

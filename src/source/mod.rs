@@ -9,6 +9,7 @@ use memmap2::Mmap;
 
 pub mod live;
 pub mod remote;
+pub mod scratch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

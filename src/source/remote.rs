@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use super::{Blob, SourceError};
 
+/// The most a k3s `.metadata/` sidecar may take; larger ones are ignored.
+const MAX_SIDECAR: u64 = 1 << 20;
+
 /// Re-requests of a download that dropped mid-stream, resumed at the offset reached.
 const RESUMES: usize = 5;
 
@@ -175,7 +178,7 @@ impl Remote {
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Blob, SourceError> {
         let io = |e: std::io::Error| SourceError::Io { path: object.url.clone(), source: e };
-        let mut file = tempfile::tempfile().map_err(io)?;
+        let mut file = super::scratch::file().map_err(io)?;
         let path = ObjectPath::from(object.key.as_str());
         let (mut written, mut failures) = (0u64, Vec::new());
         while written < object.size || (object.size == 0 && failures.is_empty() && written == 0) {
@@ -226,7 +229,16 @@ impl Remote {
         let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
         let sidecar =
             if dir.is_empty() { format!(".metadata/{name}") } else { format!("{dir}/.metadata/{name}") };
-        let bytes = self.store.get(&ObjectPath::from(sidecar)).await.ok()?.bytes().await.ok()?;
+        let found = self.store.get(&ObjectPath::from(sidecar)).await.ok()?;
+        // A sidecar is a few hundred bytes of JSON: stop reading anything big.
+        let mut bytes = Vec::new();
+        let mut stream = found.into_stream();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.ok()?);
+            if bytes.len() as u64 > MAX_SIDECAR {
+                return None;
+            }
+        }
         serde_json::from_slice(&bytes).ok()
     }
 

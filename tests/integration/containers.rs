@@ -169,3 +169,79 @@ fn folders_are_walked_recursively_and_unrecognised_files_skipped() {
         assert_eq!(r.code, code, "{folder}");
     }
 }
+
+/// A tar holding one file.
+fn tar_of(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    b.append_data(&mut header, name, bytes).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn scan_file(path: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args = vec!["scan", "--format", "json", path_str(path)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Archives inside archives count against one depth limit: 10 nested tars
+/// are refused, not unpacked level after level.
+#[test]
+fn nesting_is_limited_across_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(testdata("etcd35-scan.snapshot.db")).unwrap();
+    let mut name = "etcd35-scan.snapshot.db".to_string();
+    for level in 1..=10 {
+        bytes = tar_of(&name, &bytes);
+        name = format!("level-{level}.tar");
+        if level == 3 {
+            let path = dir.path().join(&name);
+            std::fs::write(&path, &bytes).unwrap();
+            let r = scan_file(&path, &[]);
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            let b = &r.json()["backups"][0];
+            assert_eq!(b["container"], json!(["tar", "tar", "tar", "etcd-snapshot"]));
+        }
+    }
+    let path = dir.path().join(&name);
+    std::fs::write(&path, &bytes).unwrap();
+    let r = scan_file(&path, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("containers nested more than 8 deep"), "{}", r.stderr);
+}
+
+/// Everything inside one archive shares the file's unpack budget: room for
+/// the tar and one of its two gzipped snapshots is not room for both.
+#[test]
+fn an_archive_and_its_contents_share_one_budget() {
+    use std::io::Write;
+    let snapshot = std::fs::read(testdata("etcd35-scan.snapshot.db")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&snapshot).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for name in ["a.db.gz", "b.db.gz"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(gz.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        b.append_data(&mut header, name, gz.as_slice()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.tar");
+    std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+    let roomy = scan_file(&path, &["--max-unpacked-bytes", "1M"]);
+    assert_eq!(roomy.json()["backups"].as_array().unwrap().len(), 2);
+    assert!(roomy.json()["backups"].as_array().unwrap().iter().all(|b| b["error"].is_null()));
+    // The tar's two members, one snapshot, and 10 KB to spare.
+    let room = (2 * gz.len() + snapshot.len() + 10_000).to_string();
+    let tight = scan_file(&path, &["--max-unpacked-bytes", &room]);
+    assert_eq!(tight.code, 2, "{}", tight.stderr);
+    let doc = tight.json();
+    let errors: Vec<&Value> = doc["backups"].as_array().unwrap().iter().map(|b| &b["error"]).collect();
+    assert!(errors[0].is_null(), "{errors:?}");
+    assert!(errors[1].as_str().unwrap().contains("exceeds --max-unpacked-bytes"), "{errors:?}");
+}

@@ -12,6 +12,7 @@ mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
 mod inspect;
+mod interrupt;
 mod kms;
 mod live;
 mod s3;
