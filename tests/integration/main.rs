@@ -15,6 +15,7 @@ mod inspect;
 mod interrupt;
 mod kms;
 mod live;
+mod readonly;
 mod s3;
 mod scan;
 mod util;

@@ -1,7 +1,7 @@
 """A real Azure Blob Storage emulator (Azurite, from npm) on 127.0.0.1 for the
 object-storage tests, with a container of fixtures uploaded through the
-official Python SDK. Prints one JSON line with the blob endpoint, then serves
-until stdin closes.
+official Python SDK, behind a proxy that records request methods (proxy.py).
+Prints one JSON line with the blob endpoint, then serves until stdin closes.
 
     python3 tests/support/azure_server.py <testdata dir>
 """
@@ -14,6 +14,8 @@ import tempfile
 import time
 
 from azure.storage.blob import BlobServiceClient
+
+import proxy  # tests/support/proxy.py
 
 # Azurite's well-known development account (public, documented by Microsoft).
 ACCOUNT = "devstoreaccount1"
@@ -53,7 +55,10 @@ def main():
             container.upload_blob("etcd/etcd35-scan.snapshot.db", snapshot)
             k3s = open(os.path.join(testdata, "containers/k3s/etcd-snapshot-node-1-1795800000.zip"), "rb").read()
             container.upload_blob("etcd/etcd-snapshot-node-1-1795800000.zip", k3s, metadata={"k3s_node_name": "node-1"})
-            print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+            # etcd-audit goes through a proxy that records every request's method.
+            proxy_port = proxy.start(port)
+            print(json.dumps({"url": f"http://127.0.0.1:{proxy_port}", "direct": f"http://127.0.0.1:{port}"}),
+                  flush=True)
             sys.stdin.read()
         finally:
             server.terminate()

@@ -2,9 +2,9 @@
 
 Starts moto's S3 server with IAM authentication enforced (after the setup
 calls below, requests must be signed with a key moto issued), creates a
-bucket of fixtures, and a small HTTP proxy in front of it that drops the
-connection half-way through the first download of each large object, so
-resumed downloads are exercised. Prints one JSON line with the ports and
+bucket of fixtures, and a small HTTP proxy in front of it (proxy.py) that
+records every request's method and drops the connection half-way through the
+first download of each large object, so resumed downloads are exercised. Prints one JSON line with the ports and
 credentials, then serves until stdin closes.
 
     python3 tests/support/s3_server.py <testdata dir> [open|auth]
@@ -13,15 +13,14 @@ credentials, then serves until stdin closes.
 its ListObjectsV2 signature check is broken, for boto3 too), so the object
 tests use `open` and the credential test uses `auth` on a single object.
 """
-import http.client
-import http.server
 import io
 import json
 import os
 import socket
 import sys
-import threading
 import zipfile
+
+import proxy  # tests/support/proxy.py
 
 SETUP_CALLS = 4  # create user, put policy, create key, + one spare
 if sys.argv[2:] == ["auth"]:
@@ -38,59 +37,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class DroppingProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards to moto unchanged (Host included, so signatures stay valid).
-    The first GET of an object larger than 50 MB is cut after 10 MB; every GET
-    of a key containing `always-drop` is cut half-way. `/__dropped` lists the
-    paths cut so far."""
-
-    upstream = None
-    dropped = set()
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        if self.path == "/__dropped":
-            body = json.dumps(sorted(self.dropped)).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self.forward()
-
-    def do_HEAD(self):
-        self.forward()
-
-    def do_PUT(self):
-        self.forward()
-
-    def forward(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-        conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
-        conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-        resp = conn.getresponse()
-        data = resp.read()
-        big_first_time = len(data) > (50 << 20) and self.path not in self.dropped
-        cut = self.command == "GET" and (big_first_time or "always-drop" in self.path)
-        self.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection"):
-                self.send_header(k, v)
-        self.end_headers()
-        if cut:
-            self.dropped.add(self.path)
-            self.wfile.write(data[: min(10 << 20, len(data) // 2)])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 def main():
@@ -124,16 +70,12 @@ def main():
     s3.put_object(Bucket="backups", Key="big/member-db", Body=snapshot[:-32] + bytes(BIG_PADDING))
     s3.put_object(Bucket="backups", Key="flaky/always-drop.db", Body=snapshot)
 
-    proxy_port = free_port()
-    DroppingProxy.upstream = port
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", proxy_port), DroppingProxy)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy_port = proxy.start(port, dropping=True)
 
     print(json.dumps({"endpoint": endpoint, "proxy": f"http://127.0.0.1:{proxy_port}",
                       "access_key": creds["aws_access_key_id"], "secret_key": creds["aws_secret_access_key"]}),
           flush=True)
     sys.stdin.read()
-    proxy.shutdown()
     server.stop()
 
 

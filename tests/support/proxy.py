@@ -1,0 +1,92 @@
+"""An HTTP proxy for the object-storage tests: forwards every request to the
+server behind it unchanged (Host included, so signatures stay valid) and
+records the method of each, so a test can prove that etcd-audit only reads
+(GET, HEAD). With `dropping`, the first GET of an object larger than 50 MB
+is cut after 10 MB, and every GET of a key containing `always-drop` half-way.
+
+    GET /__methods   {"GET": n, "HEAD": m, ...} since the proxy started
+    GET /__dropped   the paths cut so far
+"""
+import collections
+import http.client
+import http.server
+import json
+import socket
+import threading
+
+
+def start(upstream_port, dropping=False):
+    """Serves on a free port of 127.0.0.1 in a thread; returns the port."""
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        methods = collections.Counter()
+        dropped = set()
+        lock = threading.Lock()
+
+        def reply(self, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/__dropped":
+                return self.reply(sorted(self.dropped))
+            if self.path == "/__methods":
+                return self.reply(dict(self.methods))
+            self.forward()
+
+        def do_HEAD(self):
+            self.forward()
+
+        def do_PUT(self):
+            self.forward()
+
+        def do_POST(self):
+            self.forward()
+
+        def do_DELETE(self):
+            self.forward()
+
+        def do_PATCH(self):
+            self.forward()
+
+        def forward(self):
+            with self.lock:
+                self.methods[self.command] += 1
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+            resp = conn.getresponse()
+            data = resp.read()
+            big_first_time = len(data) > (50 << 20) and self.path not in self.dropped
+            cut = dropping and self.command == "GET" and (big_first_time or "always-drop" in self.path)
+            self.send_response(resp.status)
+            headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "connection")]
+            for k, v in headers:
+                self.send_header(k, v)
+            # A chunked answer was read whole: say its length instead.
+            if self.command != "HEAD" and not any(k.lower() == "content-length" for k, _ in headers):
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if cut:
+                self.dropped.add(self.path)
+                self.wfile.write(data[: min(10 << 20, len(data) // 2)])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return port
