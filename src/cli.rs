@@ -112,6 +112,10 @@ pub struct ScanCli {
     /// Also carve revisions from pages the tree no longer reaches (free pages).
     #[arg(long)]
     residue: bool,
+    /// When a bbolt file does not open (both meta pages broken, truncated), carve its leaf
+    /// pages for a best-effort audit, labelled as salvaged in the report.
+    #[arg(long)]
+    salvage: bool,
     /// Record every audited backup in the catalog (the default file unless `--catalog=PATH`),
     /// and skip backups it already holds with the same keys and tool version.
     #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
@@ -242,6 +246,7 @@ impl ScanCli {
                 etcd_prefix: self.etcd_prefix,
                 history: self.history,
                 residue: self.residue,
+                salvage: self.salvage,
             },
             fail_on: self.fail_on,
             format: self.format.into(),

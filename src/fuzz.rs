@@ -60,12 +60,17 @@ pub fn bolt(data: &[u8]) {
     }
 }
 
-/// The whole scan of a byte slice, history and residue included.
+/// The whole scan of a byte slice, history and residue included; a file
+/// that does not open is salvaged (`--salvage`).
 pub fn scan(data: &[u8]) {
-    let Ok(backup) = Backup::open(data) else { return };
     let (judge, scope) = judge();
     let opts = ScanOptions { history: true, residue: true, ..ScanOptions::default() };
-    let _ = audit::scan(Input::Bolt { backup: &backup, wal: None }, vec![], judge, scope, &opts);
+    let _ = match Backup::open(data) {
+        Ok(backup) => audit::scan(Input::Bolt { backup: &backup, wal: None }, vec![], judge, scope, &opts),
+        Err(e) => {
+            audit::scan(Input::Salvage { bytes: data, why: e.to_string() }, vec![], judge, scope, &opts)
+        }
+    };
 }
 
 /// A real etcd 3.5 snapshot with values in every verdict class (under the

@@ -208,6 +208,11 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
     };
     let audit = |item: &Item| -> Result<Scanned, AuditError> {
         let mut report = match &item.payload {
+            Payload::Database { blob, .. } if args.options.salvage && Backup::open(blob.bytes()).is_err() => {
+                let why = Backup::open(blob.bytes()).err().map(|e| e.to_string()).unwrap_or_default();
+                let input = Input::Salvage { bytes: blob.bytes(), why };
+                audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
+            }
             Payload::Database { blob, wal } => {
                 let backup = Backup::open(blob.bytes())?;
                 let segments: Option<Vec<(String, wal::WalFile)>> = wal

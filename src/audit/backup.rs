@@ -24,6 +24,8 @@ pub struct Integrity {
     pub bbolt_errors_total: u64,
     /// Not errors: torn WAL tails and the like.
     pub notes: Vec<String>,
+    /// Read by `--salvage`: carved leaf pages, not the tree (best effort).
+    pub salvaged: bool,
     pub ok: bool,
 }
 
@@ -58,6 +60,7 @@ impl<'a> Backup<'a> {
             bbolt_errors: check.errors.list().to_vec(),
             bbolt_errors_total: check.errors.total(),
             notes: vec![],
+            salvaged: false,
             ok,
         };
         Ok(Backup { db, layout, check, etcd_meta, integrity })

@@ -216,6 +216,10 @@ fn integrity_finding(i: &Integrity) -> Finding {
     if i.sha256_trailer == crate::container::Trailer::Mismatch {
         problems.push("the SHA-256 trailer does not match the file: it was altered or torn".into());
     }
+    if i.salvaged {
+        problems
+            .push("the file does not open as bbolt: entries were carved from leaf pages (--salvage)".into());
+    }
     for m in i.meta.iter().filter(|m| !m.valid) {
         problems.push(format!("meta page {} is invalid: {}", m.page, m.error.as_deref().unwrap_or("?")));
     }

@@ -30,6 +30,8 @@ pub struct ScanOptions {
     pub history: bool,
     /// `--residue`: carve revisions from pages the tree does not reach.
     pub residue: bool,
+    /// `--salvage`: when a bbolt file does not open, carve its leaf pages.
+    pub salvage: bool,
 }
 
 /// Feeds every page of a Range read to its argument; returns the revision read at.
@@ -47,6 +49,9 @@ pub enum Input<'i, 'r> {
     /// under `prefix`: each page is judged as it arrives. There is no
     /// history, residue or bbolt integrity in this mode.
     Range { pages: &'r mut PageReader<'r>, source: &'i str, prefix: &'i str },
+    /// `--salvage`: a bbolt file that does not open (`why`), read by carving
+    /// every leaf page; the report says so.
+    Salvage { bytes: &'i [u8], why: String },
 }
 
 /// Scans one backup. `container` is the chain of layers it came out of.
@@ -61,6 +66,7 @@ pub fn scan(
         Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts)?,
         Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts),
         Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope)?,
+        Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts),
     };
     Ok(assemble(container, integrity, etcd, entries, exposure, judge))
 }
@@ -140,6 +146,7 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         bbolt_errors: vec![],
         bbolt_errors_total: 0,
         notes: vec![],
+        salvaged: false,
         ok: delta.hash != Trailer::Mismatch,
     };
     let etcd = EtcdSummary {
@@ -175,6 +182,7 @@ fn range(
         meta: vec![],
         bbolt_errors: vec![],
         bbolt_errors_total: 0,
+        salvaged: false,
         notes: vec![format!(
             "{source} read with Range requests at revision {revision}: history, residue and bbolt integrity are unavailable in this mode"
         )],
@@ -190,6 +198,51 @@ fn range(
         undecodable_rows: 0,
     };
     Ok((integrity, etcd, entries, Exposure::default()))
+}
+
+fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
+    let (db_bytes, _) = crate::container::split_trailer(bytes);
+    let salvaged = crate::bolt::salvage(db_bytes);
+    let mut seen = HashSet::new();
+    let rows: Vec<Row> = salvaged
+        .leaves
+        .iter()
+        .flat_map(|page| page.leaf_items().map_while(Result::ok))
+        .filter(|item| !item.is_bucket())
+        .filter_map(|item| {
+            Some(Row { rev: Revision::parse(item.key)?, kv: KeyValueRef::decode(item.value).ok()? })
+        })
+        // Every leaf rewrite leaves an older copy of a page behind: keep one.
+        .filter(|row| seen.insert((row.rev.main, row.rev.sub)))
+        .collect();
+    let prefix = prefix_of(opts, &rows);
+    let filter = KeyFilter { prefix: &prefix, scope };
+    let revision = rows.iter().map(|r| r.rev.main).max().unwrap_or(0);
+    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
+    let integrity = Integrity {
+        sha256_trailer: crate::container::verify_trailer(bytes),
+        meta: vec![],
+        bbolt_errors: vec![],
+        bbolt_errors_total: 0,
+        notes: vec![format!(
+            "salvaged: {why}; {} leaf pages of {} carved without the tree, the newest carved revision of each key \
+             taken as live: best effort, keys on damaged pages are missing and deleted keys may reappear",
+            salvaged.leaves.len(),
+            salvaged.pages
+        )],
+        salvaged: true,
+        ok: false,
+    };
+    let etcd = EtcdSummary {
+        revision,
+        compact_revision: None,
+        scheduled_compact_revision: None,
+        page_size: Some(salvaged.page_size),
+        size_bytes: db_bytes.len() as u64,
+        etcd_prefix: prefix.clone(),
+        undecodable_rows: 0,
+    };
+    (integrity, etcd, entries, Exposure { history, ..Exposure::default() })
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {

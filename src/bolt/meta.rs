@@ -88,7 +88,7 @@ impl Meta {
     }
 }
 
-fn valid_page_size(size: u32) -> bool {
+pub(super) fn valid_page_size(size: u32) -> bool {
     size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&size)
 }
 

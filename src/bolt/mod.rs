@@ -14,6 +14,7 @@ mod page;
 mod pageset;
 mod tree;
 
+pub use carve::{salvage, Salvaged};
 pub use check::{check, CheckReport};
 pub use meta::{fnv1a64, Meta, MetaError, MAGIC, PGID_NO_FREELIST};
 pub use page::{BranchItem, LeafItem, Page, Pgid, BUCKET_LEAF_FLAG};

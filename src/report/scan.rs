@@ -29,7 +29,9 @@ fn table(entry: &Entry<ScanReport>) -> String {
         e.revision, e.size_bytes, e.etcd_prefix
     );
     let _ = writeln!(out, "container   {}", r.container.join(" > "));
-    let integrity = if r.integrity.ok {
+    let integrity = if r.integrity.salvaged {
+        "SALVAGED: the file does not open; leaf pages carved, best effort (see notes)".to_string()
+    } else if r.integrity.ok {
         "OK".to_string()
     } else {
         format!("{} problems (see findings)", r.integrity.bbolt_errors_total.max(1))
