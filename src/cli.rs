@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
 use etcd_audit::catalog::{parse_duration, KeyRef};
 use etcd_audit::container::Limits;
+use etcd_audit::encryption::k3s::Token;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
 use etcd_audit::run::{CatalogQuery, ScanArgs, SourceArgs};
 use etcd_audit::source::live::LiveOptions;
 use etcd_audit::walk::LiveMode;
+use zeroize::Zeroizing;
 
 #[derive(Parser)]
 #[command(
@@ -123,6 +125,11 @@ pub struct ScanCli {
     /// With --catalog: audit again what the catalog already holds.
     #[arg(long, requires = "catalog")]
     rescan: bool,
+    /// A k3s/RKE2 server token file (`K10…::server:<password>` or the bare password; `-` reads
+    /// stdin), to open the bootstrap data k3s keeps in etcd; repeat for several clusters. Or the
+    /// token itself in ETCD_AUDIT_K3S_TOKEN. Never on the command line.
+    #[arg(long = "k3s-token", value_name = "FILE")]
+    k3s_tokens: Vec<PathBuf>,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -209,6 +216,15 @@ impl ReadingCli {
     }
 }
 
+/// An argument that passed clap but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error(transparent)]
+    Catalog(#[from] etcd_audit::catalog::CatalogError),
+    #[error("--k3s-token {}: {source}", path.display())]
+    Token { path: PathBuf, source: std::io::Error },
+}
+
 #[derive(Debug, thiserror::Error)]
 enum SizeError {
     #[error("expected a size like 10G, 512M or 1048576, got {0:?}")]
@@ -231,12 +247,27 @@ fn parse_size(s: &str) -> Result<u64, SizeError> {
 }
 
 impl ScanCli {
-    /// The library's settings; `default_catalog` resolves a bare `--catalog`.
-    pub fn into_args(self) -> Result<ScanArgs, etcd_audit::catalog::CatalogError> {
+    /// The library's settings: a bare `--catalog` becomes the default path,
+    /// token files are read.
+    pub fn into_args(self) -> Result<ScanArgs, ArgsError> {
         let catalog = match self.catalog {
             Some(path) => Some(etcd_audit::run::catalog_path(path)?),
             None => None,
         };
+        let mut k3s_tokens = Vec::new();
+        for path in &self.k3s_tokens {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(path)
+            };
+            let text =
+                Zeroizing::new(text.map_err(|source| ArgsError::Token { path: path.clone(), source })?);
+            k3s_tokens.push(Token::parse(&text));
+        }
+        if let Ok(token) = std::env::var("ETCD_AUDIT_K3S_TOKEN") {
+            k3s_tokens.push(Token::parse(&Zeroizing::new(token)));
+        }
         Ok(ScanArgs {
             input: self.reading.into_args(self.sources),
             configs: self.configs,
@@ -247,6 +278,7 @@ impl ScanCli {
                 history: self.history,
                 residue: self.residue,
                 salvage: self.salvage,
+                k3s_tokens: std::sync::Arc::new(k3s_tokens),
             },
             fail_on: self.fail_on,
             format: self.format.into(),

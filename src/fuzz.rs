@@ -131,11 +131,12 @@ fn reseal(b: &mut [u8], meta: usize) {
     put(b, at + 56, sum, 8);
 }
 
-/// Applies `edits` to the seed snapshot, reseals both metas, and scans it.
-pub fn bolt_struct(data: &[u8]) {
-    let Ok(edits) = Vec::<BoltEdit>::arbitrary_take_rest(Unstructured::new(data)) else { return };
-    let mut b = SEED_DB.to_vec();
-    let pages = b.len() / PAGE;
+/// Applies the edits `data` describes to `seed` (a bbolt file, trailer
+/// included or not) and reseals both metas.
+pub fn mutate_bolt(seed: &[u8], data: &[u8]) -> Vec<u8> {
+    let edits = Vec::<BoltEdit>::arbitrary_take_rest(Unstructured::new(data)).unwrap_or_default();
+    let mut b = seed.to_vec();
+    let pages = (b.len() / PAGE).max(1);
     for edit in edits.iter().take(64) {
         match *edit {
             BoltEdit::PageHeader { page, field, value } => {
@@ -179,7 +180,106 @@ pub fn bolt_struct(data: &[u8]) {
     }
     reseal(&mut b, 0);
     reseal(&mut b, 1);
-    scan(&b);
+    b
+}
+
+/// Structure-aware edits of a real snapshot, then the whole scan.
+pub fn bolt_struct(data: &[u8]) {
+    scan(&mutate_bolt(SEED_DB, data));
+}
+
+/// One change to a frame of a real WAL segment: its length field, its
+/// padding bits, a byte of its record, or its record type; the CRC chain
+/// is recomputed afterwards unless the edit says not to.
+#[derive(Arbitrary, Debug)]
+pub struct WalEdit {
+    pub frame: u16,
+    pub change: WalChange,
+    pub keep_crc: bool,
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum WalChange {
+    Length(u64),
+    Padding(u8),
+    Byte { offset: u16, value: u8 },
+    Type(i64),
+    Drop,
+}
+
+/// Applies the edits `data` describes to the frames of `seed` (a WAL
+/// segment) and re-chains the CRCs of records that still decode.
+pub fn mutate_wal(seed: &[u8], data: &[u8]) -> Vec<u8> {
+    use prost::Message;
+
+    use crate::proto::etcdwal::Record;
+    // Split the seed into (length field, record bytes, padding) frames.
+    let mut frames: Vec<(u64, Vec<u8>, usize)> = Vec::new();
+    let mut off = 0;
+    while let Some(field) = seed.get(off..off + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap())) {
+        if field == 0 {
+            break;
+        }
+        let len = (field & 0x00FF_FFFF_FFFF_FFFF) as usize;
+        let pad = if field >> 63 == 1 { ((field >> 56) & 7) as usize } else { 0 };
+        let Some(body) = seed.get(off + 8..off + 8 + len) else { break };
+        frames.push((field, body.to_vec(), pad));
+        off += 8 + len + pad;
+    }
+    let edits = Vec::<WalEdit>::arbitrary_take_rest(Unstructured::new(data)).unwrap_or_default();
+    let (mut keep_crc, mut resized) = (vec![false; frames.len()], vec![false; frames.len()]);
+    for edit in edits.iter().take(32) {
+        if frames.is_empty() {
+            break;
+        }
+        let i = usize::from(edit.frame) % frames.len();
+        keep_crc[i] |= edit.keep_crc;
+        let frame = &mut frames[i];
+        match edit.change {
+            WalChange::Length(v) => frame.0 = v,
+            WalChange::Padding(bits) => frame.0 = (frame.0 & 0x00FF_FFFF_FFFF_FFFF) | (u64::from(bits) << 56),
+            WalChange::Byte { offset, value } => {
+                if !frame.1.is_empty() {
+                    let at = usize::from(offset) % frame.1.len();
+                    frame.1[at] = value;
+                }
+            }
+            WalChange::Type(t) => {
+                if let Ok(mut rec) = Record::decode(frame.1.as_slice()) {
+                    rec.r#type = t;
+                    frame.1 = rec.encode_to_vec();
+                    resized[i] = true;
+                }
+            }
+            WalChange::Drop => {
+                frame.1.clear();
+                resized[i] = true;
+            }
+        }
+    }
+    let mut crc = 0u32;
+    let mut out = Vec::new();
+    for (((field, mut body, pad), keep), mut resized) in frames.into_iter().zip(keep_crc).zip(resized) {
+        if let Ok(mut rec) = Record::decode(body.as_slice()) {
+            if rec.r#type == 4 {
+                crc = rec.crc;
+            } else {
+                let link = crc32c::crc32c_append(crc, &rec.data);
+                if !keep && rec.crc != link {
+                    rec.crc = link;
+                    body = rec.encode_to_vec();
+                    resized = true;
+                }
+                crc = link;
+            }
+        }
+        // A re-encoded record gets its true length; an edited length field stays.
+        let field = if resized { (field & !0x00FF_FFFF_FFFF_FFFF) | body.len() as u64 } else { field };
+        out.extend_from_slice(&field.to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend(std::iter::repeat_n(0, pad));
+    }
+    out
 }
 
 /// One WAL segment.

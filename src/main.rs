@@ -21,8 +21,14 @@ fn main() -> ExitCode {
         Command::Inspect { sources, format, reading } => {
             run::inspect(&mut out, &reading.into_args(sources), format.into())
         }
-        Command::Scan(cli) => cli.into_args().map_err(RunError::from).and_then(|a| run::scan(&mut out, &a)),
-        Command::Keys(cli) => cli.into_args().map_err(RunError::from).and_then(|a| run::keys(&mut out, &a)),
+        Command::Scan(cli) => match cli.into_args() {
+            Ok(args) => run::scan(&mut out, &args),
+            Err(e) => return ExitCode::from(fail(&e) as u8),
+        },
+        Command::Keys(cli) => match cli.into_args() {
+            Ok(args) => run::keys(&mut out, &args),
+            Err(e) => return ExitCode::from(fail(&e) as u8),
+        },
         Command::Configs { configs, format } => run::configs(&mut out, &configs, format.into()),
         Command::Catalog { catalog, format, query } => {
             run::catalog(&mut out, catalog, query.into(), format.into())
@@ -78,7 +84,7 @@ fn on_interrupt_clean_up() {
 }
 
 /// One line on stderr with the error and its causes.
-fn fail(e: &RunError) -> Outcome {
+fn fail(e: &(dyn std::error::Error + 'static)) -> Outcome {
     eprintln!("etcd-audit: {}", etcd_audit::error_chain(e));
     Outcome::Failed
 }

@@ -256,6 +256,12 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
                 audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
             }
         };
+        if let Some(name) = audit::k3s::snapshot_name(&item.name) {
+            report.k3s.get_or_insert_with(Default::default).snapshot = Some(name);
+        }
+        if let Some(object) = item.origin.object() {
+            audit::k3s::check_metadata(&mut report, &object.user_metadata);
+        }
         report.failed_on = args.fail_on.matched(&report);
         let content =
             catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));

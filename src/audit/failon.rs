@@ -15,8 +15,10 @@ pub const TOKENS: &[&str] = &[
     "history-plaintext",
     "residue-plaintext",
     "wal-plaintext",
+    "bootstrap-unsealed",
+    "k3s-token-mismatch",
 ];
-pub const DEFAULT: &str = "plaintext,unknown-key,undecryptable,malformed,integrity";
+pub const DEFAULT: &str = "plaintext,unknown-key,undecryptable,malformed,integrity,bootstrap-unsealed";
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown --fail-on token {token:?}; expected any of: {}", TOKENS.join(", "), token = .0)]
@@ -54,6 +56,9 @@ impl FailOn {
             "history-plaintext" => plain(&report.forensics.history),
             "residue-plaintext" => plain(&report.forensics.residue),
             "wal-plaintext" => plain(&report.forensics.wal),
+            code @ ("bootstrap-unsealed" | "k3s-token-mismatch") => {
+                report.findings.iter().any(|f| f.code.as_str() == code)
+            }
             class => Class::ALL.iter().any(|c| c.as_str() == class && report.summary.get(*c) > 0),
         };
         self.0.iter().copied().filter(|t| hit(t)).collect()

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::k3s::K3sReport;
 use super::pairing::KeyUse;
 use super::record::{EntryRecord, HistoryRecord, ResidueRecord, WalRecord};
 use super::verdict::{Class, Judge, Verdict};
@@ -12,6 +13,7 @@ const MAX_EXAMPLES: usize = 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    Critical,
     High,
     Medium,
     Low,
@@ -37,10 +39,16 @@ pub enum Code {
     ResiduePlaintext,
     WalPlaintext,
     KmsPluginUnavailable,
+    BootstrapKeysInBackup,
+    BootstrapUnsealed,
+    K3sTokenMismatch,
+    K3sTokenHashMismatch,
+    K3sRotationInProgress,
+    K3sServerPasswordExposed,
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 21] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -56,6 +64,12 @@ impl Code {
         Code::ResiduePlaintext,
         Code::WalPlaintext,
         Code::KmsPluginUnavailable,
+        Code::BootstrapKeysInBackup,
+        Code::BootstrapUnsealed,
+        Code::K3sTokenMismatch,
+        Code::K3sTokenHashMismatch,
+        Code::K3sRotationInProgress,
+        Code::K3sServerPasswordExposed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +89,12 @@ impl Code {
             Code::ResiduePlaintext => "residue-plaintext",
             Code::WalPlaintext => "wal-plaintext",
             Code::KmsPluginUnavailable => "kms-plugin-unavailable",
+            Code::BootstrapKeysInBackup => "bootstrap-keys-in-backup",
+            Code::BootstrapUnsealed => "bootstrap-unsealed",
+            Code::K3sTokenMismatch => "k3s-token-mismatch",
+            Code::K3sTokenHashMismatch => "k3s-token-hash-mismatch",
+            Code::K3sRotationInProgress => "k3s-rotation-in-progress",
+            Code::K3sServerPasswordExposed => "k3s-server-password-exposed",
         }
     }
 }
@@ -92,6 +112,19 @@ pub struct Finding {
     pub count: u64,
     pub message: String,
     pub examples: Vec<String>,
+}
+
+impl Finding {
+    /// A finding with at most ten examples.
+    pub fn new(
+        severity: Severity,
+        code: Code,
+        count: u64,
+        message: String,
+        examples: impl Iterator<Item = String>,
+    ) -> Finding {
+        Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
+    }
 }
 
 /// A rule: which entries it counts, and what it tells the reader.
@@ -163,15 +196,19 @@ const ENTRY_RULES: &[Rule] = &[
     },
 ];
 
-pub fn findings(
-    integrity: &Integrity,
-    entries: &[EntryRecord],
-    history: Option<&[HistoryRecord]>,
-    residue: Option<&[ResidueRecord]>,
-    wal: Option<&[WalRecord]>,
-    keys: &[KeyUse],
-    judge: &Judge,
-) -> Vec<Finding> {
+/// Everything one backup's findings are drawn from.
+pub struct Facts<'a> {
+    pub integrity: &'a Integrity,
+    pub entries: &'a [EntryRecord],
+    pub history: Option<&'a [HistoryRecord]>,
+    pub residue: Option<&'a [ResidueRecord]>,
+    pub wal: Option<&'a [WalRecord]>,
+    pub keys: &'a [KeyUse],
+    pub k3s: Option<&'a K3sReport>,
+}
+
+pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
+    let Facts { integrity, entries, history, residue, wal, keys, k3s } = *facts;
     let mut out = Vec::new();
     if !integrity.ok {
         out.push(integrity_finding(integrity));
@@ -194,6 +231,7 @@ pub fn findings(
     }
     out.extend(exposure_findings(residue, wal));
     out.extend(kms_plugin_finding(keys));
+    out.extend(k3s.map(k3s_findings).unwrap_or_default());
     out.extend(judge_findings(judge));
     out.sort_by(|a, b| {
         (a.severity, std::cmp::Reverse(a.count)).cmp(&(b.severity, std::cmp::Reverse(b.count)))
@@ -208,7 +246,7 @@ fn finding(
     message: String,
     examples: impl Iterator<Item = String>,
 ) -> Finding {
-    Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
+    Finding::new(severity, code, count, message, examples)
 }
 
 fn integrity_finding(i: &Integrity) -> Finding {
@@ -329,6 +367,92 @@ fn kms_plugin_finding(keys: &[KeyUse]) -> Option<Finding> {
             broken.into_iter(),
         )
     })
+}
+
+/// What k3s/RKE2 bootstrap data in the backup means for whoever holds it.
+fn k3s_findings(k3s: &K3sReport) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let all: Vec<_> = k3s.bootstrap.iter().collect();
+    let opened: Vec<_> = all.iter().filter(|b| b.unsealed).collect();
+    let example = |b: &&&super::k3s::BootstrapRecord| format!("{} ({})", b.etcd_key, b.found_in);
+    if !all.is_empty() {
+        let (severity, message) = if opened.is_empty() {
+            (
+                Severity::High,
+                "k3s/RKE2 bootstrap data is in this backup: the cluster CA private keys, the service-account \
+                 signing key, the server password and the secrets encryption keys, sealed only by the server \
+                 token. Whoever holds this file and the token can read every Secret and mint cluster-admin \
+                 credentials: keep the token away from the backups, rotate it (k3s token rotate) if both leaked"
+                    .to_string(),
+            )
+        } else {
+            (
+                Severity::Critical,
+                "k3s/RKE2 bootstrap data in this backup was opened: it holds the cluster CA private keys \
+                 (cluster-admin credentials can be minted from them), the service-account signing key and \
+                 the keys that decrypt every Secret here"
+                    .to_string(),
+            )
+        };
+        let n = all.len() as u64;
+        out.push(finding(severity, Code::BootstrapKeysInBackup, n, message, all.iter().map(|b| example(&b))));
+    }
+    let no_token: Vec<_> = opened.iter().filter(|b| b.no_token_needed).collect();
+    if !no_token.is_empty() {
+        out.push(finding(
+            Severity::Critical,
+            Code::BootstrapUnsealed,
+            no_token.len() as u64,
+            "bootstrap data sealed with the empty passphrase: anyone holding this file opens it without a \
+             token, and with it every Secret"
+                .into(),
+            no_token.iter().map(|b| example(b)),
+        ));
+    }
+    if k3s.token_matches == Some(false) {
+        let live: Vec<_> = all.iter().filter(|b| b.found_in == "live").collect();
+        let hashes: Vec<String> = live.iter().map(|b| b.token_hash.clone()).collect();
+        out.push(finding(
+            Severity::High,
+            Code::K3sTokenMismatch,
+            live.len() as u64,
+            format!(
+                "no supplied --k3s-token opens this backup's bootstrap data: it needs the token with hash {}, \
+                 the tokens given have {}; its Secrets stay unknown-key, and restoring it needs that token",
+                hashes.join(", "),
+                k3s.supplied_token_hashes.join(", ")
+            ),
+            live.iter().map(&example),
+        ));
+    }
+    let rotating: Vec<_> = opened
+        .iter()
+        .filter(|b| b.found_in == "live")
+        .filter(|b| b.encryption_stage.as_deref().is_some_and(|s| s != "start" && s != "reencrypt_finished"))
+        .collect();
+    if !rotating.is_empty() {
+        let stage = rotating[0].encryption_stage.clone().unwrap_or_default();
+        out.push(finding(
+            Severity::Medium,
+            Code::K3sRotationInProgress,
+            rotating.len() as u64,
+            format!("the backup was taken during a secrets-encryption key rotation (stage {stage}): Secrets may be under either key"),
+            rotating.iter().map(|b| example(b)),
+        ));
+    }
+    let passwords: Vec<_> = opened.iter().filter(|b| b.server_password).collect();
+    if !passwords.is_empty() {
+        out.push(finding(
+            Severity::High,
+            Code::K3sServerPasswordExposed,
+            passwords.len() as u64,
+            "the server password (the token's password) is in the opened bootstrap data: treat the token as \
+             leaked with this backup"
+                .into(),
+            passwords.iter().map(|b| example(b)),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

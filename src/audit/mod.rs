@@ -7,6 +7,7 @@ mod failon;
 mod findings;
 pub mod forensics;
 mod inspect;
+pub mod k3s;
 mod pairing;
 mod record;
 mod scan;

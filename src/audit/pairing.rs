@@ -27,6 +27,8 @@ pub struct KeyUse {
     /// kube-apiserver writes new values with it (first provider, first key).
     pub write_key: bool,
     pub fingerprint: Option<String>,
+    /// Where the key came from: the config file's path, or `k3s-bootstrap`.
+    pub origin: Option<String>,
     /// KMS rows: the plugin asked for this provider (endpoint, Status, errors, calls).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginReport>,
@@ -45,6 +47,7 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
             continue;
         }
         let slot = (provider, name.clone(), v.kms_api, v.key_id.clone());
+        let configured = judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name);
         let row = uses.entry(slot).or_insert_with(|| KeyUse {
             provider,
             available: match v.kms_api {
@@ -61,12 +64,8 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
                 .kms_api
                 .and_then(|api| kms_plugin(judge, api, &name))
                 .map(|p| judge.keyring.kms_plugins().report(p)),
-            fingerprint: judge
-                .keyring
-                .keys()
-                .iter()
-                .find(|k| k.kind == provider && k.name == name)
-                .map(|k| k.fingerprint()),
+            fingerprint: configured.map(|k| k.fingerprint()),
+            origin: configured.map(|k| k.origin.clone()),
             name,
             kms_api: v.kms_api,
             key_id: v.key_id.clone(),
@@ -80,6 +79,7 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
         if let Some(key) = v.key {
             // Of several keys with one name, show the one that opened the values.
             row.fingerprint = Some(judge.keyring.key(key).fingerprint());
+            row.origin = Some(judge.keyring.key(key).origin.clone());
         }
     }
     uses.into_values().collect()

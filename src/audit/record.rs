@@ -26,6 +26,8 @@ pub struct ScanReport {
     pub residue: Option<Vec<ResidueRecord>>,
     pub wal: Option<Vec<WalRecord>>,
     pub findings: Vec<Finding>,
+    /// k3s/RKE2 bootstrap data and snapshot name; `null` for other backups.
+    pub k3s: Option<super::k3s::K3sReport>,
     /// The `--fail-on` tokens this backup matched (set by the caller's policy).
     pub failed_on: Vec<&'static str>,
 }

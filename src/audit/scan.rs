@@ -4,11 +4,13 @@
 //! of every in-scope key is judged in parallel.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::findings::findings;
+use super::findings::{findings, Facts};
 use super::forensics::{self, KeyFilter};
+use super::k3s::{self, Bootstrap, K3sReport};
 use super::pairing::pairing;
 use super::record::{
     null_class, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport,
@@ -18,6 +20,7 @@ use super::verdict::Judge;
 use super::{AuditError, Backup, Integrity, Scope};
 use crate::container::gardener::Delta;
 use crate::container::Trailer;
+use crate::encryption::k3s::Token;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, RegistryKey};
@@ -32,6 +35,8 @@ pub struct ScanOptions {
     pub residue: bool,
     /// `--salvage`: when a bbolt file does not open, carve its leaf pages.
     pub salvage: bool,
+    /// `--k3s-token`: server tokens that may open k3s/RKE2 bootstrap data.
+    pub k3s_tokens: Arc<Vec<Token>>,
 }
 
 /// Feeds every page of a Range read to its argument; returns the revision read at.
@@ -62,13 +67,13 @@ pub fn scan(
     scope: &Scope,
     opts: &ScanOptions,
 ) -> Result<ScanReport, AuditError> {
-    let (integrity, etcd, entries, exposure) = match input {
+    let read = match input {
         Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts)?,
         Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts),
         Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope)?,
         Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts),
     };
-    Ok(assemble(container, integrity, etcd, entries, exposure, judge))
+    Ok(assemble(container, read, judge))
 }
 
 /// One row of the `key` bucket (or its equivalent) that passed the prefix filter.
@@ -85,7 +90,51 @@ struct Exposure {
     wal: Option<Vec<WalRecord>>,
 }
 
-type Read = (Integrity, EtcdSummary, Vec<EntryRecord>, Exposure);
+/// What one kind of input gives; `judge` is the keyring that judged it
+/// (the caller's, or one that k3s bootstrap data extended).
+struct Read {
+    integrity: Integrity,
+    etcd: EtcdSummary,
+    entries: Vec<EntryRecord>,
+    exposure: Exposure,
+    k3s: Option<K3sReport>,
+    judge: Option<Judge>,
+}
+
+/// k3s bootstrap data among `rows` (live and, with `--history`, older
+/// revisions) and WAL puts; the judge to use (extended by its keys).
+fn bootstrap(rows: &[Row], wal: Option<&[(String, WalFile)]>, opts: &ScanOptions) -> Option<Bootstrap> {
+    let mut rows: Vec<&Row> = rows.iter().filter(|r| k3s::bootstrap_hash(r.kv.key).is_some()).collect();
+    let puts = wal
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, w)| &w.puts)
+        .filter(|p| k3s::bootstrap_hash(&p.key).is_some());
+    let mut found = Vec::new();
+    rows.sort_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
+    for group in rows.chunk_by(|a, b| a.kv.key == b.kv.key) {
+        let newest = group.len() - 1;
+        for (i, row) in group.iter().enumerate() {
+            let live = i == newest && !row.rev.tombstone;
+            if (live || opts.history) && !row.rev.tombstone {
+                let found_in = if live { "live" } else { "history" };
+                found.push(k3s::Found {
+                    key: row.kv.key,
+                    value: row.kv.value,
+                    mod_revision: Some(row.rev.main),
+                    found_in,
+                });
+            }
+        }
+    }
+    found.extend(puts.map(|p| k3s::Found {
+        key: &p.key,
+        value: &p.value,
+        mod_revision: None,
+        found_in: "wal",
+    }));
+    (!found.is_empty()).then(|| k3s::read(found, &opts.k3s_tokens))
+}
 
 fn bolt(
     backup: &Backup,
@@ -96,6 +145,9 @@ fn bolt(
 ) -> Result<Read, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
     let (rows, undecodable) = read_rows(&bucket.leaves);
+    let boot = bootstrap(&rows, wal, opts);
+    let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
+    let judge = extended.as_ref().unwrap_or(judge);
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let residue = opts.residue.then(|| {
@@ -116,7 +168,9 @@ fn bolt(
         etcd_prefix: prefix.clone(),
         undecodable_rows: undecodable,
     };
-    Ok((backup.integrity.clone(), etcd, entries, Exposure { history, residue, wal }))
+    let exposure = Exposure { history, residue, wal };
+    let k3s = boot.map(|b| b.report);
+    Ok(Read { integrity: backup.integrity.clone(), etcd, entries, exposure, k3s, judge: extended })
 }
 
 fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
@@ -136,6 +190,9 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         };
         rows.push(Row { rev: Revision { main: e.mod_revision, sub, tombstone: e.delete }, kv });
     }
+    let boot = bootstrap(&rows, None, opts);
+    let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
+    let judge = extended.as_ref().unwrap_or(judge);
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
@@ -158,7 +215,8 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         etcd_prefix: prefix.clone(),
         undecodable_rows: 0,
     };
-    (integrity, etcd, entries, Exposure { history, ..Exposure::default() })
+    let exposure = Exposure { history, ..Exposure::default() };
+    Read { integrity, etcd, entries, exposure, k3s: boot.map(|b| b.report), judge: extended }
 }
 
 fn range(
@@ -197,7 +255,7 @@ fn range(
         etcd_prefix: prefix.to_string(),
         undecodable_rows: 0,
     };
-    Ok((integrity, etcd, entries, Exposure::default()))
+    Ok(Read { integrity, etcd, entries, exposure: Exposure::default(), k3s: None, judge: None })
 }
 
 fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
@@ -242,7 +300,8 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
         etcd_prefix: prefix.clone(),
         undecodable_rows: 0,
     };
-    (integrity, etcd, entries, Exposure { history, ..Exposure::default() })
+    let exposure = Exposure { history, ..Exposure::default() };
+    Read { integrity, etcd, entries, exposure, k3s: None, judge: None }
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
@@ -279,14 +338,9 @@ fn judge_rows(
     (entries, history)
 }
 
-fn assemble(
-    container: Vec<String>,
-    integrity: Integrity,
-    etcd: EtcdSummary,
-    entries: Vec<EntryRecord>,
-    x: Exposure,
-    judge: &Judge,
-) -> ScanReport {
+fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
+    let Read { integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
+    let judge = extended.as_ref().unwrap_or(judge);
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
         history: x.history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
@@ -294,15 +348,16 @@ fn assemble(
         wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
     let keys = pairing(&entries, judge);
-    let findings = findings(
-        &integrity,
-        &entries,
-        x.history.as_deref(),
-        x.residue.as_deref(),
-        x.wal.as_deref(),
-        &keys,
-        judge,
-    );
+    let facts = Facts {
+        integrity: &integrity,
+        entries: &entries,
+        history: x.history.as_deref(),
+        residue: x.residue.as_deref(),
+        wal: x.wal.as_deref(),
+        keys: &keys,
+        k3s: k3s.as_ref(),
+    };
+    let findings = findings(&facts, judge);
     ScanReport {
         container,
         integrity,
@@ -315,6 +370,7 @@ fn assemble(
         residue: x.residue,
         wal: x.wal,
         findings,
+        k3s,
         failed_on: Vec::new(),
     }
 }

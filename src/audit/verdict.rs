@@ -98,6 +98,14 @@ impl Judge {
         Judge { configs, keyring, kms_overrides }
     }
 
+    /// This judge with one more config after the supplied ones (k3s bootstrap
+    /// data): its keys join the keyring; without `-c` files it gives the
+    /// provider order. (KMS plugins are asked afresh.)
+    pub fn with_config(&self, config: EncryptionConfig) -> Judge {
+        let configs = self.configs.iter().cloned().chain([config]).collect();
+        Judge::new(configs, self.kms_overrides.clone())
+    }
+
     /// KMS plugin `Decrypt` calls made so far in this run (one per distinct DEK).
     pub fn kms_decrypt_calls(&self) -> u64 {
         self.keyring.kms_plugins().decrypt_calls()

@@ -40,6 +40,8 @@ pub struct Key {
     pub kind: ProviderKind,
     pub name: String,
     pub secret: Zeroizing<Vec<u8>>,
+    /// Where it was configured: the config file's path, or `k3s-bootstrap`.
+    pub origin: String,
 }
 
 impl Key {
@@ -113,9 +115,16 @@ impl EncryptionConfig {
         }
         let raw: RawConfig = serde_norway::from_slice(text)
             .map_err(|e| ConfigError::Parse { path: path.into(), reason: e.to_string() })?;
-        let (rules, errors) = validate(&raw);
+        let (mut rules, errors) = validate(&raw);
         if !errors.is_empty() {
             return Err(ConfigError::Invalid { path: path.into(), errors });
+        }
+        for rule in &mut rules {
+            for provider in &mut rule.providers {
+                if let Provider::Keys(_, keys) = provider {
+                    keys.iter_mut().for_each(|k| k.origin = path.to_string());
+                }
+            }
         }
         Ok(EncryptionConfig { path: path.into(), rules })
     }
@@ -382,7 +391,7 @@ fn keys_provider(at: &str, kind: ProviderKind, raw: &RawKeys, errors: &mut Vec<S
                     sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(" ")
                 ),
             )),
-            Some(secret) => keys.push(Key { kind, name: key.name.clone(), secret }),
+            Some(secret) => keys.push(Key { kind, name: key.name.clone(), secret, origin: String::new() }),
         }
     }
     (errors.len() == before).then_some(Provider::Keys(kind, keys))

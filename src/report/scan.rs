@@ -37,6 +37,20 @@ fn table(entry: &Entry<ScanReport>) -> String {
         format!("{} problems (see findings)", r.integrity.bbolt_errors_total.max(1))
     };
     let _ = writeln!(out, "integrity   {integrity}");
+    if let Some(k3s) = &r.k3s {
+        for b in k3s.bootstrap.iter().filter(|b| b.found_in == "live") {
+            let state = match (b.unsealed, b.no_token_needed, k3s.token_matches) {
+                (true, true, _) => format!("OPEN WITHOUT A TOKEN ({} files)", b.contents.len()),
+                (true, false, _) => format!("opened with the token ({} files)", b.contents.len()),
+                (false, _, Some(false)) => "sealed; no supplied token matches".into(),
+                (false, _, _) => format!("sealed by the token with hash {}", b.token_hash),
+            };
+            let _ = writeln!(out, "k3s         bootstrap {} {state}", b.etcd_key);
+        }
+        if let Some(s) = &k3s.snapshot {
+            let _ = writeln!(out, "k3s         snapshot of node {} at unix time {}", s.node, s.unix_time);
+        }
+    }
     let _ = writeln!(out, "summary     {}", summary_line(&r.summary));
     for (name, s) in
         [("history", &r.forensics.history), ("residue", &r.forensics.residue), ("wal", &r.forensics.wal)]

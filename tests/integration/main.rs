@@ -13,6 +13,7 @@ mod forensics;
 mod fuzz;
 mod inspect;
 mod interrupt;
+mod k3s;
 mod kms;
 mod live;
 mod readonly;
