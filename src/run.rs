@@ -259,8 +259,8 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
         if let Some(name) = audit::k3s::snapshot_name(&item.name) {
             report.k3s.get_or_insert_with(Default::default).snapshot = Some(name);
         }
-        if let Some(object) = item.origin.object() {
-            audit::k3s::check_metadata(&mut report, &object.user_metadata);
+        if let Some(metadata) = item.origin.user_metadata() {
+            audit::k3s::check_metadata(&mut report, metadata);
         }
         report.failed_on = args.fail_on.matched(&report);
         let content =
@@ -328,7 +328,7 @@ fn entries<T>(backups: Vec<walk::Done<T, AuditError>>) -> Vec<Entry<T>> {
     backups
         .into_iter()
         .map(|d| {
-            let object = d.origin.object().cloned();
+            let object = d.origin.object(&d.name);
             match d.result {
                 Ok(r) => Entry { source: d.name, error: None, result: Some(r), object },
                 Err(e) => {

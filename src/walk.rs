@@ -84,8 +84,9 @@ pub struct Skipped {
 /// Where a backup came from, as far as the catalog and the report care.
 #[derive(Clone, Debug)]
 pub enum Origin {
-    /// A local file the walk found or the user named.
-    File(std::fs::Metadata),
+    /// A local file the walk found or the user named, with the k3s
+    /// `.metadata/<name>` sidecar beside it when there is one.
+    File(std::fs::Metadata, Option<serde_json::Value>),
     /// An object in object storage (or something inside one).
     Object(RemoteObject),
     /// A live cluster.
@@ -95,12 +96,34 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn object(&self) -> Option<&RemoteObject> {
+    /// What the report shows under `object`: object-storage facts, or a local
+    /// file's k3s sidecar.
+    pub fn object(&self, name: &str) -> Option<RemoteObject> {
         match self {
-            Origin::Object(o) => Some(o),
+            Origin::Object(o) => Some(o.clone()),
+            Origin::File(meta, Some(sidecar)) => {
+                Some(RemoteObject::local(Path::new(name), meta, sidecar.clone()))
+            }
             _ => None,
         }
     }
+
+    /// User metadata of the object the backup came from.
+    pub fn user_metadata(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        match self {
+            Origin::Object(o) => Some(&o.user_metadata),
+            _ => None,
+        }
+    }
+}
+
+/// k3s writes `<dir>/.metadata/<snapshot file name>` beside a snapshot.
+fn local_sidecar(path: &Path) -> Option<serde_json::Value> {
+    let sidecar = path.parent()?.join(".metadata").join(path.file_name()?);
+    std::fs::metadata(&sidecar)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= crate::source::remote::MAX_SIDECAR)?;
+    serde_json::from_slice(&std::fs::read(sidecar).ok()?).ok()
 }
 
 /// What a backup holds, ready to audit.
@@ -432,7 +455,9 @@ fn visit_found(order: Order, found: &Found, local: &Local, budget: Budget, setti
         Found::File(path) => {
             let origin = match inner_origin {
                 Some(o) => o.clone(),
-                None => std::fs::metadata(path).map_or(Origin::Other, Origin::File),
+                None => {
+                    std::fs::metadata(path).map_or(Origin::Other, |m| Origin::File(m, local_sidecar(path)))
+                }
             };
             if local.archive.is_none() && settings.already_audited.is_some_and(|seen| seen(&name, &origin)) {
                 return sink.skipped(name, SkipReason::AlreadyAudited);

@@ -113,7 +113,7 @@ pub enum Origin {
 impl From<&crate::walk::Origin> for Origin {
     fn from(origin: &crate::walk::Origin) -> Origin {
         match origin {
-            crate::walk::Origin::File(meta) => Origin::file(meta),
+            crate::walk::Origin::File(meta, _) => Origin::file(meta),
             crate::walk::Origin::Object(object) => Origin::object(object),
             crate::walk::Origin::Live | crate::walk::Origin::Other => Origin::Other,
         }

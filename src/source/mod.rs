@@ -112,6 +112,10 @@ fn walk(path: &Path, found: &mut Vec<Found>, depth: usize) -> Result<(), SourceE
         found.push(Found::DataDir(path.to_path_buf()));
         return Ok(());
     }
+    // k3s sidecars describe the snapshots beside them; they are no backups.
+    if depth > 0 && path.file_name().is_some_and(|n| n == ".metadata") {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(path).map_err(io_error(path))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();

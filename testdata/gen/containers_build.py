@@ -391,7 +391,7 @@ def cmd_pack(a):
     files[f"k3s/.metadata/{K3S_NAME}.zip"] = {
         "container": None, "sidecar_of": zip_rel, "backup": False,
         "how": "k3s extra-metadata sidecar (JSON object string->string); not a backup: shown with the zip when "
-               "the tool pairs sidecars, otherwise listed as skipped (unrecognised content despite .zip)"}
+               "attached to the zip's backups[].object.sidecar, never listed as skipped"}
 
     # ---- Gardener full snapshots -------------------------------------------------------------
     full = f"Full-00000000-{rev:08d}"
@@ -552,7 +552,8 @@ def cmd_pack(a):
         """What scanning testdata/containers/<rel_dir> as one folder source gives: sorted paths."""
         inside = sorted(r for r in files if r.startswith(rel_dir + "/"))
         return {"backups": [r for r in inside if files[r].get("container") and not files[r].get("refused")],
-                "skipped": [r for r in inside if files[r].get("container") is None],
+                # k3s `.metadata/` sidecars are attached to their snapshots, never listed.
+                "skipped": [r for r in inside if files[r].get("container") is None and "/.metadata/" not in r],
                 "refused": [r for r in inside if files[r].get("refused") and files[r].get("container")]}
 
     doc = {

@@ -209,6 +209,9 @@ fn every_form_and_the_history_of_rotated_tokens() {
         assert!(old.iter().any(|x| x["found_in"] == "history" && x["unsealed"] == false), "{boot:?}");
     }
     assert_eq!(backups[0]["k3s"]["snapshot"]["unix_time"], 1795900000);
+    // The local `.metadata/` sidecar is attached to its snapshot, not listed as skipped.
+    assert_eq!(backups[0]["object"]["sidecar"]["team"], "platform");
+    assert_eq!(doc["skipped"], serde_json::json!([]));
     let wal: Vec<&Value> = backups[1]["k3s"]["bootstrap"]
         .as_array()
         .unwrap()
@@ -216,4 +219,29 @@ fn every_form_and_the_history_of_rotated_tokens() {
         .filter(|x| x["found_in"] == "wal")
         .collect();
     assert!(wal.iter().any(|x| x["etcd_key"] == exp["bootstrap_key"] && x["unsealed"] == true), "{wal:?}");
+}
+
+#[test]
+fn an_s3_prefix_as_k3s_uploads_it() {
+    let exp = expected("expected.json");
+    let s3 = SupportServer::start("s3_server.py", &["open"]);
+    let env = s3.s3_env("endpoint");
+    let r = run_env(&["scan", "--format", "json", "--k3s-token", &token(), "s3://backups/k3s-real/"], &env);
+    assert_no_leak(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    let b = &doc["backups"][0];
+    assert!(classes(b).iter().all(|(_, class, _)| class == "decryptable"), "{b}");
+    assert_eq!(b["k3s"]["token_matches"], true);
+    assert_eq!(b["object"]["sidecar"]["team"], "platform");
+    let metadata = b["object"]["user_metadata"].as_object().unwrap();
+    assert!(metadata.values().any(|v| v == &exp["token_hash"]), "{metadata:?}");
+    assert!(finding(b, "k3s-token-hash-mismatch").is_none());
+    // The object's metadata names another token than the backup's own bootstrap key.
+    let r = run_env(&["scan", "--format", "json", "s3://backups/k3s-wrong-hash/"], &env);
+    assert_no_leak(&r);
+    let doc = r.json();
+    let f = finding(&doc["backups"][0], "k3s-token-hash-mismatch").expect("k3s-token-hash-mismatch");
+    assert_eq!(f["severity"], "medium");
+    assert!(f["message"].as_str().unwrap().contains("000000000000"), "{f}");
 }

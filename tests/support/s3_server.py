@@ -69,6 +69,16 @@ def main():
     # bytes (trailer removed) with zero pages to make a >100 MB object.
     s3.put_object(Bucket="backups", Key="big/member-db", Body=snapshot[:-32] + bytes(BIG_PADDING))
     s3.put_object(Bucket="backups", Key="flaky/always-drop.db", Body=snapshot)
+    # k3s with embedded etcd, as `--etcd-s3` uploads: the zip, its sidecar, and the token hash
+    # (once right, once wrong) in user metadata.
+    expected = json.load(open(os.path.join(testdata, "k3s", "expected.json")))
+    k3s_zip = open(os.path.join(testdata, "k3s/zip/etcd-snapshot-server-1-1795900000.zip"), "rb").read()
+    for prefix, token_hash in [("k3s-real", expected["token_hash"]), ("k3s-wrong-hash", "000000000000")]:
+        meta = {"K3s-Cluster-Id": "c0ffee", "K3s-Node-Name": "server-1", "K3s-Token-Hash": token_hash}
+        s3.put_object(Bucket="backups", Key=f"{prefix}/etcd-snapshot-server-1-1795900000.zip", Body=k3s_zip,
+                      Metadata=meta)
+        s3.put_object(Bucket="backups", Key=f"{prefix}/.metadata/etcd-snapshot-server-1-1795900000.zip",
+                      Body=json.dumps({"team": "platform"}).encode())
 
     proxy_port = proxy.start(port, dropping=True)
 
