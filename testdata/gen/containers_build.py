@@ -390,7 +390,7 @@ def cmd_pack(a):
     put(f"k3s/.metadata/{K3S_NAME}.zip", json.dumps(K3S_METADATA, separators=(",", ":"), sort_keys=True).encode())
     files[f"k3s/.metadata/{K3S_NAME}.zip"] = {
         "container": None, "sidecar_of": zip_rel, "backup": False,
-        "how": "k3s extra-metadata sidecar (JSON object string->string); not a backup: shown with the zip when "
+        "how": "k3s extra-metadata sidecar (JSON object string->string); not a backup: "
                "attached to the zip's backups[].object.sidecar, never listed as skipped"}
 
     # ---- Gardener full snapshots -------------------------------------------------------------
