@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
 use etcd_audit::catalog::{parse_duration, KeyRef};
 use etcd_audit::container::Limits;
+use etcd_audit::encryption::hygiene::KnownKeys;
 use etcd_audit::encryption::k3s::Token;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::Format;
@@ -54,12 +55,15 @@ pub enum Command {
         #[command(subcommand)]
         query: CatalogCli,
     },
-    /// Compare control-plane nodes' EncryptionConfiguration files.
+    /// Compare control-plane nodes' EncryptionConfiguration files and lint them (key hygiene,
+    /// identity first, KMS v1, …); exit 1 on a read-breaking difference or a critical/high finding.
     Configs {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: FormatArg,
+        #[command(flatten)]
+        known: KnownKeysCli,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -130,6 +134,8 @@ pub struct ScanCli {
     /// token itself in ETCD_AUDIT_K3S_TOKEN. Never on the command line.
     #[arg(long = "k3s-token", value_name = "FILE")]
     k3s_tokens: Vec<PathBuf>,
+    #[command(flatten)]
+    known: KnownKeysCli,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -216,6 +222,28 @@ impl ReadingCli {
     }
 }
 
+#[derive(Args)]
+pub struct KnownKeysCli {
+    /// More keys to treat as public (`public-key`): one base64 key or `sha256:<64 hex>` of the
+    /// key bytes a line. The keys printed in the Kubernetes documentation are always known.
+    #[arg(long = "known-keys", value_name = "FILE")]
+    known_keys: Option<PathBuf>,
+}
+
+impl KnownKeysCli {
+    pub fn load(&self) -> Result<KnownKeys, ArgsError> {
+        let mut known = KnownKeys::default();
+        if let Some(path) = &self.known_keys {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|source| ArgsError::File { path: path.clone(), source })?,
+            );
+            known.add_file(&text).map_err(|e| ArgsError::KnownKeys { path: path.clone(), e })?;
+        }
+        Ok(known)
+    }
+}
+
 /// An argument that passed clap but cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
@@ -223,6 +251,10 @@ pub enum ArgsError {
     Catalog(#[from] etcd_audit::catalog::CatalogError),
     #[error("--k3s-token {}: {source}", path.display())]
     Token { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("--known-keys {}: {e}", path.display())]
+    KnownKeys { path: PathBuf, e: etcd_audit::encryption::hygiene::KnownKeysError },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +301,7 @@ impl ScanCli {
             k3s_tokens.push(Token::parse(&Zeroizing::new(token)));
         }
         Ok(ScanArgs {
+            known_keys: self.known.load()?,
             input: self.reading.into_args(self.sources),
             configs: self.configs,
             resources: self.resources,

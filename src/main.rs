@@ -29,7 +29,10 @@ fn main() -> ExitCode {
             Ok(args) => run::keys(&mut out, &args),
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
-        Command::Configs { configs, format } => run::configs(&mut out, &configs, format.into()),
+        Command::Configs { configs, format, known } => match known.load() {
+            Ok(known) => run::configs(&mut out, &configs, known, format.into()),
+            Err(e) => return ExitCode::from(fail(&e) as u8),
+        },
         Command::Catalog { catalog, format, query } => {
             run::catalog(&mut out, catalog, query.into(), format.into())
         }

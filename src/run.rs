@@ -12,6 +12,7 @@ use crate::audit::{
 };
 use crate::catalog::{self, AuditRun, BackupRecord, Catalog, CatalogError, ContentId, KeyRef};
 use crate::container::{self, gardener, Limits, Trailer};
+use crate::encryption::hygiene::KnownKeys;
 use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::{wal, KeyValueRef};
 use crate::progress::Progress;
@@ -33,6 +34,8 @@ pub struct SourceArgs {
 pub struct ScanArgs {
     pub input: SourceArgs,
     pub configs: Vec<PathBuf>,
+    /// Keys known to be public (the docs' and `--known-keys`).
+    pub known_keys: KnownKeys,
     pub resources: Vec<String>,
     /// `--kms NAME=unix:///path` plugin endpoint overrides.
     pub kms: Vec<KmsOverride>,
@@ -153,14 +156,21 @@ pub fn catalog_path(path: Option<PathBuf>) -> Result<PathBuf, CatalogError> {
     path.map_or_else(Catalog::default_path, Ok)
 }
 
-pub fn configs(out: &mut dyn Write, paths: &[PathBuf], format: Format) -> Result<Outcome, RunError> {
+/// `configs`: exit 1 on a read-breaking difference or a critical or high
+/// hygiene finding (published or weak keys, identity first, …).
+pub fn configs(
+    out: &mut dyn Write,
+    paths: &[PathBuf],
+    known_keys: KnownKeys,
+    format: Format,
+) -> Result<Outcome, RunError> {
     let configs = load_configs(paths)?;
-    let comparison = audit::configs::compare(&configs);
-    let outcome = if comparison.differences.iter().any(|d| d.breaks_reads) {
-        Outcome::Findings
-    } else {
-        Outcome::Clean
-    };
+    let mut comparison = audit::configs::compare(&configs);
+    let judge = Judge::new(configs, vec![]).with_known_keys(known_keys);
+    comparison.findings = audit::hygiene::key_and_config_findings(&judge);
+    let serious = comparison.findings.iter().any(|f| f.severity <= audit::Severity::High);
+    let breaks = comparison.differences.iter().any(|d| d.breaks_reads);
+    let outcome = if breaks || serious { Outcome::Findings } else { Outcome::Clean };
     finish(report::configs::render(out, &comparison, format), outcome)
 }
 
@@ -196,7 +206,7 @@ struct Scanned {
 fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
-    let judge = Judge::new(configs, args.kms.clone());
+    let judge = Judge::new(configs, args.kms.clone()).with_known_keys(args.known_keys.clone());
     let catalog = match &args.catalog {
         Some(path) => Some(Catalog::open(path)?),
         None => None,

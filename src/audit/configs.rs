@@ -13,6 +13,9 @@ use crate::k8s::GroupResource;
 pub struct Comparison {
     pub configs: Vec<ConfigSummary>,
     pub differences: Vec<Difference>,
+    /// Key hygiene and config lint (published, weak and reused keys,
+    /// identity first, KMS v1, …), as in every scanned backup's findings.
+    pub findings: Vec<super::Finding>,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,7 +82,7 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
         }
     }
     let configs = configs.iter().map(summary).collect();
-    Comparison { configs, differences }
+    Comparison { configs, differences, findings: vec![] }
 }
 
 /// The read-breaking differences, one line each (the `configs-disagree` finding).

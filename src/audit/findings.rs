@@ -45,10 +45,20 @@ pub enum Code {
     K3sTokenHashMismatch,
     K3sRotationInProgress,
     K3sServerPasswordExposed,
+    PublicKey,
+    WeakKey,
+    KeyReused,
+    GcmNonceReuse,
+    GcmWriteBudget,
+    IdentityFirst,
+    KmsV1,
+    AescbcInUse,
+    NonCisProvider,
+    SecretNotCovered,
 }
 
 impl Code {
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 31] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -70,6 +80,16 @@ impl Code {
         Code::K3sTokenHashMismatch,
         Code::K3sRotationInProgress,
         Code::K3sServerPasswordExposed,
+        Code::PublicKey,
+        Code::WeakKey,
+        Code::KeyReused,
+        Code::GcmNonceReuse,
+        Code::GcmWriteBudget,
+        Code::IdentityFirst,
+        Code::KmsV1,
+        Code::AescbcInUse,
+        Code::NonCisProvider,
+        Code::SecretNotCovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +115,16 @@ impl Code {
             Code::K3sTokenHashMismatch => "k3s-token-hash-mismatch",
             Code::K3sRotationInProgress => "k3s-rotation-in-progress",
             Code::K3sServerPasswordExposed => "k3s-server-password-exposed",
+            Code::PublicKey => "public-key",
+            Code::WeakKey => "weak-key",
+            Code::KeyReused => "key-reused",
+            Code::GcmNonceReuse => "gcm-nonce-reuse",
+            Code::GcmWriteBudget => "gcm-write-budget",
+            Code::IdentityFirst => "identity-first",
+            Code::KmsV1 => "kms-v1",
+            Code::AescbcInUse => "aescbc-in-use",
+            Code::NonCisProvider => "non-cis-provider",
+            Code::SecretNotCovered => "secret-not-covered",
         }
     }
 }
@@ -112,6 +142,22 @@ pub struct Finding {
     pub count: u64,
     pub message: String,
     pub examples: Vec<String>,
+    /// Every occurrence, where one finding stands for several (e.g. each
+    /// group of values sharing a nonce).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<serde_json::Value>,
+    /// Where the rule comes from (CIS id, documentation page).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+    /// What to do, in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Reference {
+    pub title: &'static str,
+    pub url: &'static str,
 }
 
 impl Finding {
@@ -123,7 +169,17 @@ impl Finding {
         message: String,
         examples: impl Iterator<Item = String>,
     ) -> Finding {
-        Finding { severity, code, count, message, examples: examples.take(MAX_EXAMPLES).collect() }
+        let examples = examples.take(MAX_EXAMPLES).collect();
+        Finding {
+            severity,
+            code,
+            count,
+            message,
+            examples,
+            details: vec![],
+            references: vec![],
+            remediation: None,
+        }
     }
 }
 
@@ -231,6 +287,20 @@ pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
     }
     out.extend(exposure_findings(residue, wal));
     out.extend(kms_plugin_finding(keys));
+    out.extend(super::hygiene::key_and_config_findings(judge));
+    let at = |key: &str, rev: Option<i64>| rev.map_or_else(|| key.to_string(), |r| format!("{key}@{r}"));
+    let values = entries.iter().map(|e| (&e.verdict, at(&e.at.key, Some(e.mod_revision))));
+    let older = history
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|h| Some((h.verdict.as_ref()?, at(&h.at.key, Some(h.mod_revision)))));
+    let carved = residue
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|r| Some((r.verdict.as_ref()?, at(&r.at.key, Some(r.mod_revision)))));
+    let logged =
+        wal.unwrap_or(&[]).iter().map(|w| (&w.verdict, format!("{} (WAL index {})", w.at.key, w.raft_index)));
+    out.extend(super::hygiene::nonce_findings(values.chain(older).chain(carved).chain(logged)));
     out.extend(k3s.map(k3s_findings).unwrap_or_default());
     out.extend(judge_findings(judge));
     out.sort_by(|a, b| {

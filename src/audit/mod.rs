@@ -6,6 +6,7 @@ pub mod configs;
 mod failon;
 mod findings;
 pub mod forensics;
+pub mod hygiene;
 mod inspect;
 pub mod k3s;
 mod pairing;
@@ -16,7 +17,7 @@ mod verdict;
 
 pub use backup::{Backup, Integrity, MetaState};
 pub use failon::{FailOn, FailOnError, DEFAULT as FAIL_ON_DEFAULT};
-pub use findings::{Code, Finding, Severity};
+pub use findings::{Code, Finding, Reference, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use record::{

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::encryption::hygiene::{seal_of, KnownKeys, Seal};
 use crate::encryption::{EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome};
 use crate::k8s::{decode_object, Encoding, GroupResource, ObjectInfo, RegistryKey};
 
@@ -55,6 +56,9 @@ pub struct Verdict {
     /// Plaintext where the resource's provider list has no identity.
     #[serde(skip)]
     pub plaintext_unreadable: bool,
+    /// The nonce a nonce-based cipher sealed it with (nonce-reuse check).
+    #[serde(skip)]
+    pub seal: Option<Box<Seal>>,
 }
 
 /// `--kms NAME=unix:///path`: a plugin endpoint that replaces the configured one.
@@ -86,6 +90,8 @@ pub struct Judge {
     pub configs: Vec<EncryptionConfig>,
     pub keyring: Keyring,
     pub kms_overrides: Vec<KmsOverride>,
+    /// Keys known to be public (`public-key`): the documentation's and `--known-keys`.
+    pub known_keys: KnownKeys,
 }
 
 impl Judge {
@@ -95,7 +101,13 @@ impl Judge {
         let overrides: Vec<(String, String)> =
             kms_overrides.iter().map(|o| (o.name.clone(), o.endpoint.clone())).collect();
         let keyring = Keyring::with_kms_overrides(&configs, &overrides);
-        Judge { configs, keyring, kms_overrides }
+        Judge { configs, keyring, kms_overrides, known_keys: KnownKeys::default() }
+    }
+
+    /// This judge, also knowing the keys of a `--known-keys` file as public.
+    pub fn with_known_keys(mut self, known_keys: KnownKeys) -> Judge {
+        self.known_keys = known_keys;
+        self
     }
 
     /// This judge with one more config after the supplied ones (k3s bootstrap
@@ -103,7 +115,7 @@ impl Judge {
     /// provider order. (KMS plugins are asked afresh.)
     pub fn with_config(&self, config: EncryptionConfig) -> Judge {
         let configs = self.configs.iter().cloned().chain([config]).collect();
-        Judge::new(configs, self.kms_overrides.clone())
+        Judge::new(configs, self.kms_overrides.clone()).with_known_keys(self.known_keys.clone())
     }
 
     /// KMS plugin `Decrypt` calls made so far in this run (one per distinct DEK).
@@ -131,7 +143,11 @@ impl Judge {
             key: None,
             outside_provider_list: false,
             plaintext_unreadable: false,
+            seal: None,
         };
+        if matches!(v.provider, Some(ProviderKind::Aesgcm | ProviderKind::Secretbox | ProviderKind::Kms)) {
+            v.seal = v.key_name.as_deref().and_then(|name| seal_of(value, name)).map(Box::new);
+        }
         let list = self.providers_for(&rk.resource);
         match reading.outcome {
             ReadOutcome::NotEncrypted => {

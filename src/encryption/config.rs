@@ -386,9 +386,14 @@ fn keys_provider(at: &str, kind: ProviderKind, raw: &RawKeys, errors: &mut Vec<S
                 &secret_field,
                 "REDACTED",
                 format!(
-                    "secret is not of the expected length, got {}, expected one of [{}]",
+                    "secret is not of the expected length, got {}, expected one of [{}]{}",
                     secret.len(),
-                    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(" ")
+                    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(" "),
+                    if super::hygiene::KnownKeys::default().contains(&secret) {
+                        " (it is an example key published in the Kubernetes documentation, which no provider accepts)"
+                    } else {
+                        ""
+                    }
                 ),
             )),
             Some(secret) => keys.push(Key { kind, name: key.name.clone(), secret, origin: String::new() }),
@@ -557,6 +562,11 @@ mod tests {
             errors_of(&bad_len),
             ["resources[0].providers[0].aesgcm.keys[0].secret: Invalid value: \"REDACTED\": secret is not of the expected length, got 3, expected one of [16 24 32]"]
         );
+        // The docs' 28-byte example key: refused, and said to be the published one.
+        let docs = bad_len.replace("YWJj", "c2VjcmV0IGlzIHNlY3VyZSwgb3IgaXMgaXQ/Cg==");
+        assert!(errors_of(&docs)[0].ends_with(
+            "got 28, expected one of [16 24 32] (it is an example key published in the Kubernetes documentation, which no provider accepts)"
+        ));
         let not_b64 = bad_len.replace("YWJj", "YW%j");
         assert!(errors_of(&not_b64)[0].ends_with("secrets must be base64 encoded"));
         let two = format!("{HEAD}resources:\n- resources: [secrets]\n  providers:\n  - identity: {{}}\n    aescbc: {{keys: [{{name: k, secret: YWJj}}]}}\n");

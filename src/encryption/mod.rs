@@ -4,6 +4,7 @@
 
 mod config;
 mod envelope;
+pub mod hygiene;
 pub mod k3s;
 mod keyring;
 pub mod kms;

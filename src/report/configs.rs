@@ -30,6 +30,19 @@ pub fn render(out: &mut dyn std::io::Write, c: &Comparison, format: Format) -> s
             }
         }
     }
+    if !c.findings.is_empty() {
+        let _ = writeln!(text, "findings");
+        for f in &c.findings {
+            let sev = format!("{:?}", f.severity).to_uppercase();
+            let _ = writeln!(text, "  {sev:<8} {} ({}): {}", f.code, f.count, f.message);
+            for e in f.examples.iter().take(3) {
+                let _ = writeln!(text, "           {e}");
+            }
+            if let Some(fix) = f.remediation {
+                let _ = writeln!(text, "           fix: {fix}");
+            }
+        }
+    }
     if c.differences.is_empty() {
         let _ = writeln!(text, "verdict     configs agree");
     } else {

@@ -3,7 +3,7 @@
 //! compared before and after, and the object-storage servers count the
 //! methods of the requests they get.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -52,8 +52,10 @@ struct Access {
 fn traced(args: &[&str], under: &Path) -> Access {
     require_command("strace", "strace (Debian strace)");
     let log = tempfile::NamedTempFile::new().unwrap();
+    // -y prints each fd with its path, so maps need no fd bookkeeping; a call
+    // split across threads (`<unfinished ...>`) keeps its arguments on its first line.
     let status = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,mmap,close,dup,dup2,dup3", "-o"])
+        .args(["-f", "-qq", "-y", "-e", "trace=open,openat,mmap", "-o"])
         .arg(log.path())
         .arg(env!("CARGO_BIN_EXE_etcd-audit"))
         .args(args)
@@ -62,38 +64,29 @@ fn traced(args: &[&str], under: &Path) -> Access {
         .status()
         .unwrap();
     assert!(matches!(status.code(), Some(0..=2)), "{args:?}: {status}");
-    let under = path_str(under).to_string();
-    let mut fds: HashMap<String, String> = HashMap::new();
+    let under = path_str(&under.canonicalize().unwrap()).to_string();
     let mut access = Access::default();
     for line in std::fs::read_to_string(log.path()).unwrap().lines() {
-        // `PID openat(AT_FDCWD, "path", O_RDONLY|O_CLOEXEC) = 3`
+        // `PID  openat(AT_FDCWD, "path", O_RDONLY|O_CLOEXEC) = 3</abs/path>`
         let Some((_, call)) = line.split_once(' ') else { continue };
-        let result = call.rsplit_once(" = ").map(|(_, r)| r.split(' ').next().unwrap_or("").to_string());
+        let call = call.trim_start();
         if call.starts_with("openat(") || call.starts_with("open(") {
             let Some(path) = call.split('"').nth(1) else { continue };
-            if !path.starts_with(&under) {
+            let absolute = std::path::Path::new(path).canonicalize().ok();
+            if !absolute.is_some_and(|p| p.starts_with(&under)) {
                 continue;
             }
-            let flags = call.split(", ").find(|p| p.starts_with("O_")).unwrap_or("").trim_end_matches(')');
-            let flags = flags.split(')').next().unwrap_or(flags).to_string();
+            let flags = call.split(", ").find(|p| p.starts_with("O_")).unwrap_or("");
+            let flags = flags.split([')', ' ']).next().unwrap_or(flags).to_string();
             access.opens.push((path.to_string(), flags));
-            if let Some(fd) = result.filter(|r| !r.starts_with('-')) {
-                fds.insert(fd, path.to_string());
-            }
-        } else if call.starts_with("close(") {
-            let fd = call.trim_start_matches("close(").split(')').next().unwrap_or("");
-            fds.remove(fd);
-        } else if call.starts_with("dup") {
-            let old = call.split('(').nth(1).and_then(|a| a.split([',', ')']).next()).unwrap_or("");
-            if let (Some(path), Some(new)) = (fds.get(old).cloned(), result) {
-                fds.insert(new, path);
-            }
         } else if call.starts_with("mmap(") {
-            // mmap(addr, len, prot, flags, fd, offset)
+            // mmap(addr, len, prot, flags, fd</path>, offset)
             let args: Vec<&str> = call.trim_start_matches("mmap(").split(", ").collect();
             if let (Some(prot), Some(flags), Some(fd)) = (args.get(2), args.get(3), args.get(4)) {
-                if let Some(path) = fds.get(*fd) {
-                    access.maps.push((path.clone(), prot.to_string(), flags.to_string()));
+                if let Some(path) = fd.split_once('<').map(|(_, p)| p.trim_end_matches('>')) {
+                    if path.starts_with(&under) {
+                        access.maps.push((path.to_string(), prot.to_string(), flags.to_string()));
+                    }
                 }
             }
         }
