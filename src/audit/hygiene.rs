@@ -177,11 +177,14 @@ pub fn lint(configs: &[EncryptionConfig]) -> Vec<Finding> {
         .collect()
 }
 
+/// The distinct ciphertexts one (key, nonce) sealed, and where they are.
+type NonceGroup = (HashSet<[u8; 16]>, Vec<String>);
+
 /// Nonce reuse and write budgets over every value judged (live, history,
 /// residue, WAL): two different ciphertexts under one key with one nonce
 /// reveal their XOR and, for GCM, the authentication key.
 pub fn nonce_findings<'a>(values: impl Iterator<Item = (&'a Verdict, String)>) -> Vec<Finding> {
-    let mut groups: BTreeMap<(&'a str, &'a [u8]), (HashSet<[u8; 16]>, Vec<String>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(&'a str, &'a [u8]), NonceGroup> = BTreeMap::new();
     let mut per_key: BTreeMap<&'a str, HashSet<[u8; 16]>> = BTreeMap::new();
     for (verdict, at) in values {
         let Some(seal) = verdict.seal.as_deref() else { continue };
