@@ -43,6 +43,10 @@ pub fn render(out: &mut dyn std::io::Write, c: &Comparison, format: Format) -> s
             }
         }
     }
+    let serious = c.findings.iter().filter(|f| f.severity <= crate::audit::Severity::High).count();
+    if serious > 0 {
+        let _ = writeln!(text, "verdict     {serious} critical or high findings (exit 1)");
+    }
     if c.differences.is_empty() {
         let _ = writeln!(text, "verdict     configs agree");
     } else {

@@ -11,6 +11,7 @@ mod errors;
 mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
+mod hygiene;
 mod inspect;
 mod interrupt;
 mod k3s;
