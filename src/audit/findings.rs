@@ -273,7 +273,7 @@ pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
         let hits: Vec<&EntryRecord> = entries.iter().filter(|e| (rule.matches)(e)).collect();
         if !hits.is_empty() {
             let examples = hits.iter().map(|e| e.at.key.clone());
-            out.push(finding(
+            out.push(Finding::new(
                 rule.severity,
                 rule.code,
                 hits.len() as u64,
@@ -309,16 +309,6 @@ pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
     out
 }
 
-fn finding(
-    severity: Severity,
-    code: Code,
-    count: u64,
-    message: String,
-    examples: impl Iterator<Item = String>,
-) -> Finding {
-    Finding::new(severity, code, count, message, examples)
-}
-
 fn integrity_finding(i: &Integrity) -> Finding {
     let mut problems: Vec<String> = Vec::new();
     if i.sha256_trailer == crate::container::Trailer::Mismatch {
@@ -333,7 +323,7 @@ fn integrity_finding(i: &Integrity) -> Finding {
     }
     let n = problems.len() as u64 + i.bbolt_errors_total;
     problems.extend(i.bbolt_errors.iter().cloned());
-    finding(
+    Finding::new(
         Severity::High,
         Code::Integrity,
         n,
@@ -354,7 +344,7 @@ fn plaintext_finding<R>(
     example: impl Fn(&R) -> String,
 ) -> Option<Finding> {
     let n = rows.len() as u64;
-    (n > 0).then(|| finding(Severity::High, code, n, message(n), rows.iter().map(|r| example(r))))
+    (n > 0).then(|| Finding::new(Severity::High, code, n, message(n), rows.iter().map(|r| example(r))))
 }
 
 fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
@@ -384,7 +374,7 @@ fn judge_findings(judge: &Judge) -> Vec<Finding> {
         return vec![];
     }
     let n = diffs.len() as u64;
-    vec![finding(
+    vec![Finding::new(
         Severity::Medium,
         Code::ConfigsDisagree,
         n,
@@ -429,7 +419,7 @@ fn kms_plugin_finding(keys: &[KeyUse]) -> Option<Finding> {
         .collect();
     let n = broken.len() as u64;
     (n > 0).then(|| {
-        finding(
+        Finding::new(
             Severity::High,
             Code::KmsPluginUnavailable,
             n,
@@ -465,11 +455,17 @@ fn k3s_findings(k3s: &K3sReport) -> Vec<Finding> {
             )
         };
         let n = all.len() as u64;
-        out.push(finding(severity, Code::BootstrapKeysInBackup, n, message, all.iter().map(|b| example(&b))));
+        out.push(Finding::new(
+            severity,
+            Code::BootstrapKeysInBackup,
+            n,
+            message,
+            all.iter().map(|b| example(&b)),
+        ));
     }
     let no_token: Vec<_> = opened.iter().filter(|b| b.no_token_needed).collect();
     if !no_token.is_empty() {
-        out.push(finding(
+        out.push(Finding::new(
             Severity::Critical,
             Code::BootstrapUnsealed,
             no_token.len() as u64,
@@ -482,7 +478,7 @@ fn k3s_findings(k3s: &K3sReport) -> Vec<Finding> {
     if k3s.token_matches == Some(false) {
         let live: Vec<_> = all.iter().filter(|b| b.found_in == "live").collect();
         let hashes: Vec<String> = live.iter().map(|b| b.token_hash.clone()).collect();
-        out.push(finding(
+        out.push(Finding::new(
             Severity::High,
             Code::K3sTokenMismatch,
             live.len() as u64,
@@ -502,7 +498,7 @@ fn k3s_findings(k3s: &K3sReport) -> Vec<Finding> {
         .collect();
     if !rotating.is_empty() {
         let stage = rotating[0].encryption_stage.clone().unwrap_or_default();
-        out.push(finding(
+        out.push(Finding::new(
             Severity::Medium,
             Code::K3sRotationInProgress,
             rotating.len() as u64,
@@ -512,7 +508,7 @@ fn k3s_findings(k3s: &K3sReport) -> Vec<Finding> {
     }
     let passwords: Vec<_> = opened.iter().filter(|b| b.server_password).collect();
     if !passwords.is_empty() {
-        out.push(finding(
+        out.push(Finding::new(
             Severity::High,
             Code::K3sServerPasswordExposed,
             passwords.len() as u64,

@@ -132,16 +132,7 @@ fn inputs_are_opened_and_mapped_read_only_and_never_change() {
 
 /// `{method: count}` a recording proxy saw.
 fn methods(proxy_url: &str) -> BTreeMap<String, u64> {
-    let url = format!("{proxy_url}/__methods");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
+    get_json(&format!("{proxy_url}/__methods"))
 }
 
 #[test]

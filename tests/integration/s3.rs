@@ -3,8 +3,6 @@
 //! k3s sidecar and user metadata, a >100 MB object downloaded through a proxy
 //! that drops the connection, missing keys and buckets, wrong credentials.
 
-use std::process::Command;
-
 use crate::util::*;
 use serde_json::Value;
 
@@ -14,16 +12,7 @@ fn start_s3(mode: &str) -> SupportServer {
 
 /// The paths the dropping proxy of `s3_server.py` has cut so far.
 fn dropped(s3: &SupportServer) -> Vec<String> {
-    let url = format!("{}/__dropped", s3.info["proxy"].as_str().unwrap());
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
+    get_json(&format!("{}/__dropped", s3.info["proxy"].as_str().unwrap()))
 }
 
 fn scan(env: &[(&str, String)], args: &[&str]) -> Run {

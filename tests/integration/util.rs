@@ -215,6 +215,13 @@ impl Drop for SupportServer {
     }
 }
 
+/// GET `url` (a support server's own endpoint, e.g. `/__methods`) as JSON.
+pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    let code = "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())";
+    let out = Command::new("python3").args(["-c", code, url]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
 /// A deterministic xorshift generator, so corruption tests are repeatable.
 pub struct Rng(pub u64);
 
