@@ -222,15 +222,15 @@ where
                     }
                     Event::Failed(order, name, origin, e) => (order, name, origin, Err(E::from(e))),
                     Event::Backup(order, item) => {
-                        in_flight.take();
-                        let (results, in_flight) = (&results, &in_flight);
+                        let slot = in_flight.take();
+                        let results = &results;
                         scope.spawn(move |_| {
+                            let _slot = slot; // given back when this task ends, even by a panic
                             let bar = settings.progress.task("auditing", &item.name);
                             let result = audit(&item);
                             bar.finish_and_clear();
                             let done = Done { name: item.name, origin: item.origin, result };
                             lock(results).push((order, done));
-                            in_flight.give();
                         });
                         continue;
                     }
@@ -260,17 +260,23 @@ impl Slots {
         Slots { free: Mutex::new(n), freed: Condvar::new() }
     }
 
-    fn take(&self) {
+    fn take(&self) -> Slot<'_> {
         let mut free = lock(&self.free);
         while *free == 0 {
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
         *free -= 1;
+        Slot(self)
     }
+}
 
-    fn give(&self) {
-        *lock(&self.free) += 1;
-        self.freed.notify_one();
+/// A taken slot, given back when dropped.
+struct Slot<'s>(&'s Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
     }
 }
 
