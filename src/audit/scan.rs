@@ -103,7 +103,41 @@ struct Read {
 
 /// k3s bootstrap data among `rows` (live and, with `--history`, older
 /// revisions) and WAL puts; the judge to use (extended by its keys).
-fn bootstrap(rows: &[Row], wal: Option<&[(String, WalFile)]>, opts: &ScanOptions) -> Option<Bootstrap> {
+/// k3s bootstrap values carved from pages the tree no longer reaches
+/// (`--residue`): what a rotated token sealed before compaction.
+fn carved_bootstrap<'a>(backup: &Backup<'a>, rows: &[Row]) -> Vec<k3s::Found<'a>> {
+    let in_tree: HashSet<(i64, i64)> = rows
+        .iter()
+        .filter(|r| k3s::bootstrap_hash(r.kv.key).is_some())
+        .map(|r| (r.rev.main, r.rev.sub))
+        .collect();
+    let mut seen = HashSet::new();
+    backup
+        .db
+        .unreachable_pages(&backup.layout.reachable)
+        .into_iter()
+        .flat_map(|page| backup.db.carve_leaf(page))
+        .filter_map(|item| {
+            let (rev, kv) = (Revision::parse(item.key)?, KeyValueRef::decode(item.value).ok()?);
+            k3s::bootstrap_hash(kv.key)?;
+            let new =
+                !rev.tombstone && !in_tree.contains(&(rev.main, rev.sub)) && seen.insert((rev.main, rev.sub));
+            new.then_some(k3s::Found {
+                key: kv.key,
+                value: kv.value,
+                mod_revision: Some(rev.main),
+                found_in: "residue",
+            })
+        })
+        .collect()
+}
+
+fn bootstrap<'a>(
+    rows: &[Row<'a>],
+    wal: Option<&'a [(String, WalFile)]>,
+    carved: Vec<k3s::Found<'a>>,
+    opts: &ScanOptions,
+) -> Option<Bootstrap> {
     let mut rows: Vec<&Row> = rows.iter().filter(|r| k3s::bootstrap_hash(r.kv.key).is_some()).collect();
     let puts = wal
         .into_iter()
@@ -127,6 +161,7 @@ fn bootstrap(rows: &[Row], wal: Option<&[(String, WalFile)]>, opts: &ScanOptions
             }
         }
     }
+    found.extend(carved);
     found.extend(puts.map(|p| k3s::Found {
         key: &p.key,
         value: &p.value,
@@ -145,7 +180,8 @@ fn bolt(
 ) -> Result<Read, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
     let (rows, undecodable) = read_rows(&bucket.leaves);
-    let boot = bootstrap(&rows, wal, opts);
+    let carved = if opts.residue { carved_bootstrap(backup, &rows) } else { vec![] };
+    let boot = bootstrap(&rows, wal, carved, opts);
     let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
     let judge = extended.as_ref().unwrap_or(judge);
     let prefix = prefix_of(opts, &rows);
@@ -190,7 +226,7 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         };
         rows.push(Row { rev: Revision { main: e.mod_revision, sub, tombstone: e.delete }, kv });
     }
-    let boot = bootstrap(&rows, None, opts);
+    let boot = bootstrap(&rows, None, vec![], opts);
     let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
     let judge = extended.as_ref().unwrap_or(judge);
     let prefix = prefix_of(opts, &rows);

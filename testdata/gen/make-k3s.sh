@@ -10,6 +10,7 @@
 #   k3s/zip/etcd-snapshot-server-1-1795900000.zip      --etcd-snapshot-compress, with the
 #   k3s/zip/.metadata/etcd-snapshot-server-1-1795900000.zip    extra-metadata sidecar
 #   k3s/server/db/etcd/member/...                      the server's etcd data dir (WAL trimmed)
+#   k3s/compacted/etcd-snapshot-server-1-1795900200    the same after compaction (old bootstrap in free pages)
 #   k3s/empty/on-demand-server-1-1795900100            legacy: sealed with the empty passphrase
 #   k3s/expected.json, k3s/empty-expected.json         what k3s.py wrote
 #
@@ -24,13 +25,19 @@ WORK=$(mktemp -d /tmp/etcd-audit-k3s.XXXXXX)
 # shellcheck source=etcd-lib.sh
 source "$GEN/etcd-lib.sh"
 
-rm -rf "$OUT" && mkdir -p "$OUT/zip/.metadata" "$OUT/server/db" "$OUT/empty"
+rm -rf "$OUT" && mkdir -p "$OUT/zip/.metadata" "$OUT/server/db" "$OUT/empty" "$OUT/compacted"
 python3 "$GEN/k3s.py" token --out "$OUT"
 
 start_etcd "$BIN35/etcd" k3s "$WORK/k3s"
 python3 "$GEN/k3s.py" sealed --port "$PORT" --out "$OUT"
 NAME=etcd-snapshot-server-1-1795900000
-"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" snapshot save "$OUT/$NAME" >/dev/null
+"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" snapshot save "$OUT/$NAME" >/dev/null 2>&1
+# Compacted: the rotated-away token's bootstrap leaves history for free pages (residue).
+REV=$("$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" endpoint status -w json \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" compact "$REV" >/dev/null
+"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" snapshot save "$OUT/compacted/etcd-snapshot-server-1-1795900200" \
+    >/dev/null 2>&1
 stop_etcd
 (cd "$WORK" && cp "$OUT/$NAME" "$NAME" && python3 -c '
 import sys, zipfile
@@ -50,7 +57,7 @@ rm -f "$OUT"/server/db/etcd/member/wal/*.tmp
 
 start_etcd "$BIN35/etcd" k3s-empty "$WORK/k3s-empty"
 python3 "$GEN/k3s.py" empty --port "$PORT" --out "$OUT"
-"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" snapshot save "$OUT/empty/on-demand-server-1-1795900100" >/dev/null
+"$BIN35/etcdctl" --endpoints "http://127.0.0.1:$PORT" snapshot save "$OUT/empty/on-demand-server-1-1795900100" >/dev/null 2>&1
 stop_etcd
 find "$OUT" -type d -exec chmod 0755 {} +
 find "$OUT" -type f -exec chmod 0644 {} +

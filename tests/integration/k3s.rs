@@ -204,9 +204,13 @@ fn every_form_and_the_history_of_rotated_tokens() {
         let live: Vec<&Value> = boot.iter().filter(|x| x["found_in"] == "live").collect();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0]["etcd_key"], exp["bootstrap_key"]);
-        // The rotated-away token's bootstrap is in history, sealed by a token we do not have.
+    }
+    // The rotated-away token's bootstrap, sealed by a token we do not have: in the snapshot's
+    // history, and in the WAL of the data dir (copied after a compaction took it from history).
+    for (b, place) in backups.iter().zip(["history", "wal"]) {
+        let boot = b["k3s"]["bootstrap"].as_array().unwrap();
         let old: Vec<&Value> = boot.iter().filter(|x| x["etcd_key"] == exp["old_bootstrap_key"]).collect();
-        assert!(old.iter().any(|x| x["found_in"] == "history" && x["unsealed"] == false), "{boot:?}");
+        assert!(old.iter().any(|x| x["found_in"] == place && x["unsealed"] == false), "{place}: {boot:?}");
     }
     assert_eq!(backups[0]["k3s"]["snapshot"]["unix_time"], 1795900000);
     // The local `.metadata/` sidecar is attached to its snapshot, not listed as skipped.
@@ -244,4 +248,23 @@ fn an_s3_prefix_as_k3s_uploads_it() {
     let f = finding(&doc["backups"][0], "k3s-token-hash-mismatch").expect("k3s-token-hash-mismatch");
     assert_eq!(f["severity"], "medium");
     assert!(f["message"].as_str().unwrap().contains("000000000000"), "{f}");
+}
+
+#[test]
+fn a_rotated_tokens_bootstrap_is_found_in_free_pages_after_compaction() {
+    let exp = expected("expected.json");
+    let compacted = path_str(&testdata("k3s/compacted/etcd-snapshot-server-1-1795900200")).to_string();
+    let (_, doc) = scan(&["--k3s-token", &token(), "--history", &compacted]);
+    let boot = doc["backups"][0]["k3s"]["bootstrap"].as_array().unwrap().clone();
+    assert!(
+        boot.iter().all(|b| b["etcd_key"] != exp["old_bootstrap_key"]),
+        "compaction took it out of history"
+    );
+    let (code, doc) = scan(&["--k3s-token", &token(), "--residue", &compacted]);
+    assert_eq!(code, 0);
+    let boot = doc["backups"][0]["k3s"]["bootstrap"].as_array().unwrap();
+    let old: Vec<&Value> = boot.iter().filter(|b| b["etcd_key"] == exp["old_bootstrap_key"]).collect();
+    assert_eq!(old.len(), 1, "{boot:?}");
+    assert_eq!((old[0]["found_in"].as_str(), old[0]["unsealed"].as_bool()), (Some("residue"), Some(false)));
+    assert_eq!(finding(&doc["backups"][0], "bootstrap-keys-in-backup").unwrap()["count"], 2);
 }
