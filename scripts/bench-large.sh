@@ -8,7 +8,9 @@
 #
 # 300k secrets of 2 KB give a snapshot of about 1.2 GB. Loopback only.
 # KEEP=DIR keeps the snapshot in DIR; SNAPSHOT=FILE measures an existing one
-# (from an earlier KEEP run) without filling etcd again.
+# (from an earlier KEEP run) without filling etcd again. BENCH_GCM_ONLY=1 puts
+# every value under one aesgcm key: with 200,000 or more, the report must
+# carry gcm-write-budget (printed with the findings below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-300000}
@@ -63,7 +65,7 @@ drop_caches
 read -r at arss aanon code < <(scan "$WORK/large.db")
 [ "$code" = 0 ] || { echo "etcd-audit scan exited $code"; exit 1; }
 summary=$(target/release/etcd-audit scan "$WORK/large.db" -c "$WORK/config.yaml" --format json --fail-on integrity \
-  | python3 -c 'import json,sys; b=json.load(sys.stdin)["backups"][0]; print(len(b["entries"]), b["summary"])')
+  | python3 -c 'import json,sys; b=json.load(sys.stdin)["backups"][0]; print(len(b["entries"]), b["summary"], "findings:", {f["code"]: f["count"] for f in b["findings"]})')
 
 printf '\nsnapshot: %s bytes (%s MiB); entries and summary: %s\n' "$size" $((size >> 20)) "$summary"
 printf '%-40s %10s %12s %14s\n' command "wall (s)" "peak RSS MiB" "peak anon MiB"

@@ -19,6 +19,8 @@ def value(i: int, etcd_key: bytes, size: int, rand: random.Random) -> bytes:
     ns, name = f"ns-{i % 500}", f"secret-{i}"
     plain = k.secret_pb(name, ns, {"blob": rand.randbytes(size)})
     roll = i % 100
+    if os.environ.get("BENCH_GCM_ONLY"):  # gcm-write-budget: every value under one aesgcm key
+        return k.aesgcm("bench-gcm", KEY, plain, etcd_key)
     if roll < 80:
         return k.aescbc("bench-cbc", KEY, plain)
     if roll < 88:
