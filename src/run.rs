@@ -75,7 +75,7 @@ pub fn inspect(out: &mut dyn Write, args: &SourceArgs, format: Format) -> Result
         }
         Payload::Range(_) => Err(AuditError::NoDatabase("--live-mode range reads no bbolt pages to inspect")),
     };
-    let walked = walk::walk(&args.sources, &walk_settings(args, None), &audit);
+    let walked = walk::walk(&args.sources, &walk_settings(args, None, false), &audit);
     let outcome =
         worst(&walked, |i: &Inspection| if i.integrity.ok { Outcome::Clean } else { Outcome::Findings });
     let entries = entries(walked.backups);
@@ -187,6 +187,7 @@ fn finish(written: std::io::Result<()>, outcome: Outcome) -> Result<Outcome, Run
 fn walk_settings<'a>(
     args: &'a SourceArgs,
     already_audited: Option<&'a walk::AlreadyAudited<'a>>,
+    salvage: bool,
 ) -> Walk<'a> {
     Walk {
         limits: args.limits,
@@ -194,6 +195,7 @@ fn walk_settings<'a>(
         live: &args.live,
         progress: &args.progress,
         already_audited,
+        salvage,
     }
 }
 
@@ -277,7 +279,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
             catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));
         Ok(Scanned { report, content })
     };
-    let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _));
+    let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _), args.options.salvage);
     let walked = walk::walk(&args.input.sources, &settings, &audit);
     if let Some(catalog) = &catalog {
         let records: Vec<BackupRecord> = walked

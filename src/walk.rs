@@ -162,6 +162,9 @@ pub struct Walk<'w> {
     /// Passes over what the catalog already holds: called with the name and
     /// origin of each local file and object before it is read or downloaded.
     pub already_audited: Option<&'w AlreadyAudited<'w>>,
+    /// `--salvage`: a file the user named that no container recognises (its
+    /// first page destroyed) is handed on as a database to carve.
+    pub salvage: bool,
 }
 
 /// One backup's outcome, in report order.
@@ -504,6 +507,14 @@ struct Unwrap<'u> {
 /// Unwraps one file's bytes and yields what is inside: a backup, or (for an
 /// archive) everything its folder holds.
 fn unwrap(order: Order, blob: Blob, at: Unwrap, budget: Budget, settings: &Walk, sink: &Sink) {
+    if settings.salvage && at.explicit && container::sniff(blob.bytes(), at.name).is_none() {
+        let chain = at.chain.into_iter().chain(["unrecognized".to_string()]).collect();
+        let payload = Payload::Database { blob, wal: None };
+        return sink.backup(
+            order,
+            Item { name: at.name.to_string(), chain, origin: at.origin, explicit: true, payload },
+        );
+    }
     let mut fresh = settings.limits.max_unpacked_bytes;
     let budget = budget.unwrap_or(&mut fresh);
     let bar = settings.progress.task("unpacking", at.name);
@@ -553,6 +564,7 @@ mod tests {
             live: &live,
             progress: &progress,
             already_audited: None,
+            salvage: false,
         };
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         walk(&sources, &settings, &|item: &Item| Ok(item.chain.join(">")))

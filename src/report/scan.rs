@@ -92,8 +92,14 @@ pub(super) fn summary_line(s: &crate::audit::Summary) -> String {
 }
 
 pub(super) fn keys_table(keys: &[KeyUse]) -> String {
+    let name_of = |k: &KeyUse| match &k.key_id {
+        Some(id) => format!("{} (key id {id})", k.name),
+        None => k.name.clone(),
+    };
+    // The name column fits the longest name (k3s names carry a timestamp).
+    let width = keys.iter().map(|k| name_of(k).chars().count()).max().unwrap_or(0).max(24);
     let mut out = format!(
-        "  {:<10} {:<24} {:>7} {:>9}  {:<9} {:<5} {}\n",
+        "  {:<10} {:<width$} {:>7} {:>9}  {:<9} {:<5} {}\n",
         "PROVIDER", "NAME", "ENTRIES", "DECRYPTED", "AVAILABLE", "WRITE", "FINGERPRINT"
     );
     for k in keys {
@@ -101,14 +107,11 @@ pub(super) fn keys_table(keys: &[KeyUse]) -> String {
             (Some(api), _) => format!("kms {api:?}").to_lowercase(),
             _ => k.provider.as_str().to_string(),
         };
-        let name = match &k.key_id {
-            Some(id) => format!("{} (key id {id})", k.name),
-            None => k.name.clone(),
-        };
+        let name = name_of(k);
         let yes = |b: bool| if b { "yes" } else { "NO" };
         let _ = writeln!(
             out,
-            "  {provider:<10} {name:<24} {:>7} {:>9}  {:<9} {:<5} {}",
+            "  {provider:<10} {name:<width$} {:>7} {:>9}  {:<9} {:<5} {}",
             k.entries,
             k.decryptable,
             yes(k.available),

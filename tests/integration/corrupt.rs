@@ -298,4 +298,17 @@ fn salvage_reads_a_file_whose_metas_are_gone() {
     assert_eq!(want["backups"][0]["integrity"]["salvaged"], false);
     let table = run(&["scan", "--salvage", path_str(&bad_path)]);
     assert!(table.stdout.contains("SALVAGED"), "{}", table.stdout);
+
+    // The first page gone entirely (no magic): no container recognises the
+    // file, and --salvage still carves it (page size found by self-indexed pages).
+    let mut headless = good.clone();
+    headless[..PS].fill(0);
+    let headless_path = dir.path().join("headless.db");
+    std::fs::write(&headless_path, &headless).unwrap();
+    assert_eq!(scan(&headless_path, &[]).code, 2);
+    let salvaged = scan(&headless_path, &["--salvage"]);
+    assert_eq!(salvaged.code, 1, "{}", salvaged.stderr);
+    let got = salvaged.json();
+    assert_eq!(verdicts(&got), verdicts(&want), "salvage lost or changed entries");
+    assert_eq!(got["backups"][0]["container"], serde_json::json!(["unrecognized"]));
 }
