@@ -168,5 +168,12 @@ mod tests {
         // 21 + 4 decoded bytes in the first event, 21 in the second.
         assert!(parse(json, 46).is_ok());
         assert!(matches!(parse(json, 45), Err(ContainerError::TooLarge { .. })));
+        // Nesting a hostile file could use to exhaust the stack ends at serde_json's limit.
+        let deep = format!(
+            r#"[{{"etcdEvent":{{"kv":{{"key":{}1{}}}}}}}]"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(matches!(parse(deep.as_bytes(), 1 << 20), Err(ContainerError::Corrupt { .. })));
     }
 }

@@ -152,6 +152,19 @@ mod tests {
         assert!(read_wal(&log[..30]).notes[0].contains("torn"));
     }
 
+    /// A record that claims more bytes than any file has: a torn tail, read
+    /// without allocating what it claims.
+    #[test]
+    fn absurd_record_lengths_are_torn_tails() {
+        for claimed in [u64::MAX >> 8, 1 << 40, 9] {
+            let mut log = (claimed | (1 << 63)).to_le_bytes().to_vec();
+            log.extend_from_slice(&[0xAB; 8]);
+            let wal = read_wal(&log);
+            assert!(wal.puts.is_empty());
+            assert!(wal.notes[0].contains("torn record at offset 0"), "{:?}", wal.notes);
+        }
+    }
+
     #[test]
     fn upstream_test_new_wal_crc_chain() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/upstream/TestNew.wal");

@@ -268,3 +268,19 @@ fn a_rotated_tokens_bootstrap_is_found_in_free_pages_after_compaction() {
     assert_eq!((old[0]["found_in"].as_str(), old[0]["unsealed"].as_bool()), (Some("residue"), Some(false)));
     assert_eq!(finding(&doc["backups"][0], "bootstrap-keys-in-backup").unwrap()["count"], 2);
 }
+
+/// A sidecar is a few hundred bytes: one over 1 MiB is not read.
+#[test]
+fn an_oversized_sidecar_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "etcd-snapshot-server-1-1795900000";
+    std::fs::copy(testdata(&format!("k3s/{name}")), dir.path().join(name)).unwrap();
+    std::fs::create_dir(dir.path().join(".metadata")).unwrap();
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20));
+    std::fs::write(dir.path().join(".metadata").join(name), big).unwrap();
+    let r = run(&["scan", "--format", "json", path_str(&dir.path().join(name))]);
+    assert!(r.json()["backups"][0].get("object").is_none(), "{}", r.stdout.len());
+    std::fs::write(dir.path().join(".metadata").join(name), r#"{"team":"platform"}"#).unwrap();
+    let r = run(&["scan", "--format", "json", path_str(&dir.path().join(name))]);
+    assert_eq!(r.json()["backups"][0]["object"]["sidecar"]["team"], "platform");
+}
