@@ -358,7 +358,7 @@ pub fn container(data: &[u8]) {
     let name = if pick & 1 == 1 { "Full-00000000-00000001-1.Z" } else { "backup" };
     let Ok(blob) = Blob::copy_of(bytes) else { return };
     let mut budget = 1 << 20;
-    if let Ok(unwrapped) = container::unwrap(blob, name, &mut budget, 0) {
+    if let Ok(unwrapped) = container::unwrap(blob, name, &mut budget, 0, &|_, _| {}) {
         if let Content::Directory(dir) = unwrapped.content {
             let _ = crate::source::discover(dir.path());
         }

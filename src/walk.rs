@@ -517,8 +517,12 @@ fn unwrap(order: Order, blob: Blob, at: Unwrap, budget: Budget, settings: &Walk,
     }
     let mut fresh = settings.limits.max_unpacked_bytes;
     let budget = budget.unwrap_or(&mut fresh);
-    let bar = settings.progress.task("unpacking", at.name);
-    let unwrapped = container::unwrap(blob, at.name, budget, at.chain.len());
+    let bar = settings.progress.bytes("unpacking", at.name, blob.bytes().len() as u64);
+    let on_read = |read: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(read);
+    };
+    let unwrapped = container::unwrap(blob, at.name, budget, at.chain.len(), &on_read);
     bar.finish_and_clear();
     let unwrapped = match unwrapped {
         Ok(u) => u,

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Cursor, Write};
 use std::path::{Component, Path, PathBuf};
 
-use super::decompress::{copy_capped, Capped};
+use super::decompress::{copy_capped, Capped, Counting, OnRead};
 use super::ContainerError;
 use crate::source::{scratch, Blob};
 
@@ -46,10 +46,10 @@ pub fn unzip(bytes: &[u8], budget: &mut u64) -> Result<Unzipped, ContainerError>
     Ok(Unzipped::Many(dir))
 }
 
-pub fn untar(bytes: &[u8], budget: &mut u64) -> Result<tempfile::TempDir, ContainerError> {
+pub fn untar(bytes: &[u8], budget: &mut u64, on_read: OnRead) -> Result<tempfile::TempDir, ContainerError> {
     let corrupt = |e: std::io::Error| ContainerError::Corrupt { layer: "tar", reason: e.to_string() };
     let dir = scratch::dir()?;
-    let mut archive = tar::Archive::new(bytes);
+    let mut archive = tar::Archive::new(Counting::new(bytes, on_read));
     for (n, entry) in archive.entries().map_err(corrupt)?.enumerate() {
         if n >= MAX_ENTRIES {
             return Err(ContainerError::Corrupt {

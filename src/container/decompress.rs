@@ -6,17 +6,47 @@ use std::io::{Read, Write};
 use super::{ContainerError, Kind};
 use crate::source::Blob;
 
-pub fn to_temp(kind: Kind, bytes: &[u8], budget: &mut u64) -> Result<Blob, ContainerError> {
+/// Reports how much of its input a layer has read: `(read, total)`.
+pub type OnRead<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// A reader over a layer's input that reports its position every MiB.
+pub(super) struct Counting<'a> {
+    bytes: &'a [u8],
+    read: usize,
+    reported: usize,
+    on_read: OnRead<'a>,
+}
+
+impl<'a> Counting<'a> {
+    pub(super) fn new(bytes: &'a [u8], on_read: OnRead<'a>) -> Self {
+        Counting { bytes, read: 0, reported: 0, on_read }
+    }
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (&self.bytes[self.read..]).read(buf)?;
+        self.read += n;
+        if self.read - self.reported >= 1 << 20 || n == 0 {
+            self.reported = self.read;
+            (self.on_read)(self.read as u64, self.bytes.len() as u64);
+        }
+        Ok(n)
+    }
+}
+
+pub fn to_temp(kind: Kind, bytes: &[u8], budget: &mut u64, on_read: OnRead) -> Result<Blob, ContainerError> {
     let layer = kind.name();
     let corrupt = |e: std::io::Error| ContainerError::Corrupt { layer, reason: e.to_string() };
     let mut file = crate::source::scratch::file()?;
+    let bytes = Counting::new(bytes, on_read);
     let written = match kind {
         Kind::Gzip => copy_capped(flate2::read::MultiGzDecoder::new(bytes), &mut file, *budget),
         Kind::Zlib => copy_capped(flate2::read::ZlibDecoder::new(bytes), &mut file, *budget),
         Kind::Zstd => {
             copy_capped(zstd::stream::read::Decoder::new(bytes).map_err(corrupt)?, &mut file, *budget)
         }
-        Kind::Lzw => lzw(bytes, &mut file, *budget),
+        Kind::Lzw => lzw(bytes.bytes, &mut file, *budget),
         other => unreachable!("{other:?} is not a compression"),
     }
     .map_err(|e| match e {
@@ -81,5 +111,24 @@ impl<W: Write> Write for CappedWriter<'_, W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_report_how_far_they_have_read() {
+        use std::sync::Mutex;
+        let input = vec![7u8; (5 << 20) / 2];
+        let seen = Mutex::new(Vec::new());
+        let on_read = |read: u64, total: u64| seen.lock().unwrap().push((read, total));
+        let mut reader = Counting::new(&input, &on_read);
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.len() >= 2, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(*seen.last().unwrap(), (input.len() as u64, input.len() as u64));
     }
 }

@@ -10,6 +10,7 @@ mod trailer;
 
 use std::path::Path;
 
+pub use decompress::OnRead;
 pub use trailer::{split_trailer, verify_trailer, Trailer};
 
 use crate::source::Blob;
@@ -127,7 +128,14 @@ pub const MAX_LAYERS: usize = 8;
 /// `budget` is what this backup file may still unpack, shared by all its
 /// layers and by everything inside an archive it holds; `outer` is how many
 /// layers it is already inside of.
-pub fn unwrap(blob: Blob, name: &str, budget: &mut u64, outer: usize) -> Result<Unwrapped, ContainerError> {
+/// `on_read` hears how far each compressed layer or tar has been read.
+pub fn unwrap(
+    blob: Blob,
+    name: &str,
+    budget: &mut u64,
+    outer: usize,
+    on_read: OnRead,
+) -> Result<Unwrapped, ContainerError> {
     let (mut blob, mut name, mut chain) = (blob, base_name(name), Vec::new());
     loop {
         if outer + chain.len() >= MAX_LAYERS {
@@ -141,7 +149,7 @@ pub fn unwrap(blob: Blob, name: &str, budget: &mut u64, outer: usize) -> Result<
             }
             Kind::GardenerDelta => return Ok(Unwrapped { chain, content: Content::Delta(blob) }),
             Kind::Tar => {
-                let dir = archive::untar(blob.bytes(), budget)?;
+                let dir = archive::untar(blob.bytes(), budget, on_read)?;
                 return Ok(Unwrapped { chain, content: Content::Directory(dir) });
             }
             Kind::Zip => match archive::unzip(blob.bytes(), budget)? {
@@ -155,7 +163,7 @@ pub fn unwrap(blob: Blob, name: &str, budget: &mut u64, outer: usize) -> Result<
             },
             compressed => {
                 name = strip_suffix(&name);
-                decompress::to_temp(compressed, blob.bytes(), budget)?
+                decompress::to_temp(compressed, blob.bytes(), budget, on_read)?
             }
         };
         blob = next;
