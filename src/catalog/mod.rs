@@ -245,14 +245,22 @@ impl Catalog {
     }
 
     /// Opens the file, waiting for other processes' locks with backoff.
+    /// Opens the file for writing (created when this handle may create it).
     fn open_db(&self) -> Result<Database, CatalogError> {
+        self.wait_for_lock(|b| if self.create { b.create(&self.path) } else { b.open(&self.path) })
+    }
+
+    /// Retries `open` while another process holds the file, with backoff.
+    fn wait_for_lock<D>(
+        &self,
+        open: impl Fn(&mut Builder) -> Result<D, DatabaseError>,
+    ) -> Result<D, CatalogError> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
             let mut builder = Builder::new();
             builder.set_cache_size(CACHE_BYTES);
-            let opened = if self.create { builder.create(&self.path) } else { builder.open(&self.path) };
-            match opened {
+            match open(&mut builder) {
                 Ok(db) => return Ok(db),
                 Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
                     let waited = start.elapsed();
@@ -286,10 +294,20 @@ impl Catalog {
         Ok(out)
     }
 
+    /// A read: a query handle opens the file read-only, without modifying
+    /// it (a file that needs recovery after a crash is refused, not repaired).
     fn read<T>(&self, f: impl FnOnce(&Reader) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
         let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        let db = self.open_db()?;
-        let txn = db.begin_read().map_err(|e| self.db_err(e))?;
+        // The database handle outlives the transaction read from it.
+        let (writable, read_only);
+        let txn = if self.create {
+            writable = self.open_db()?;
+            writable.begin_read()
+        } else {
+            read_only = self.wait_for_lock(|b| b.open_read_only(&self.path))?;
+            read_only.begin_read()
+        };
+        let txn = txn.map_err(|e| self.db_err(e))?;
         let empty = self.check_schema(&txn)?;
         let reader = Reader {
             path: self,

@@ -46,6 +46,14 @@ fn key_retirement_across_backups() {
     let r = scan_into(&cat, &[before, after], &[], &[]);
     assert!(r.stderr.contains("recorded 2 backups, skipped 0"), "{}", r.stderr);
 
+    // Queries open the catalog read-only: its bytes and mtime stay as they are.
+    let stamp = || (std::fs::read(&cat).unwrap(), std::fs::metadata(&cat).unwrap().modified().unwrap());
+    let untouched = stamp();
+    for q in [&["list"][..], &["can-retire", "aescbc:key-old"], &["needs", after]] {
+        query(&cat, q);
+    }
+    assert!(stamp() == untouched, "a query changed the catalog file");
+
     let list = query(&cat, &["list"]);
     assert_eq!(list.code, 0);
     let list = list.json();
