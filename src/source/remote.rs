@@ -86,6 +86,14 @@ impl RemoteObject {
     }
 }
 
+/// Where k3s puts the sidecar of `key`: `<dir>/.metadata/<name>`.
+fn sidecar_key(key: &str) -> String {
+    match key.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.metadata/{name}"),
+        None => format!(".metadata/{key}"),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date: H. Hinnant's algorithm).
 fn rfc3339(secs: u64) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
@@ -171,6 +179,7 @@ impl Remote {
                     Err(e) => return Err(self.error(&self.url.key, e)),
                 }
             };
+            let listed_prefix = exact.is_none();
             let metas = match exact {
                 Some(metas) => metas,
                 None => {
@@ -187,16 +196,26 @@ impl Remote {
                     metas
                 }
             };
+            // A listing shows which sidecars exist: ask only for those (one
+            // request per object would be 10,000 requests for a big prefix).
+            let sidecars: std::collections::HashSet<&str> =
+                metas.iter().map(|m| m.location.as_ref()).filter(|k| k.contains(".metadata/")).collect();
             let mut objects = Vec::new();
             for meta in metas.iter().filter(|m| !m.location.as_ref().contains(".metadata/")) {
                 let key = meta.location.as_ref().to_string();
+                let sidecar_key = sidecar_key(&key);
+                let sidecar = if listed_prefix && !sidecars.contains(sidecar_key.as_str()) {
+                    None
+                } else {
+                    self.sidecar(&sidecar_key).await
+                };
                 objects.push(RemoteObject {
                     url: self.url.with_key(&key),
                     size: meta.size,
                     e_tag: meta.e_tag.clone(),
                     last_modified: meta.last_modified.to_rfc3339(),
                     user_metadata: BTreeMap::new(),
-                    sidecar: self.sidecar(&key).await,
+                    sidecar,
                     key,
                 });
             }
@@ -261,11 +280,8 @@ impl Remote {
         Blob::map(&file).map_err(io)
     }
 
-    async fn sidecar(&self, key: &str) -> Option<serde_json::Value> {
-        let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
-        let sidecar =
-            if dir.is_empty() { format!(".metadata/{name}") } else { format!("{dir}/.metadata/{name}") };
-        let found = self.store.get(&ObjectPath::from(sidecar)).await.ok()?;
+    async fn sidecar(&self, sidecar_key: &str) -> Option<serde_json::Value> {
+        let found = self.store.get(&ObjectPath::from(sidecar_key)).await.ok()?;
         // A sidecar is a few hundred bytes of JSON: stop reading anything big.
         let mut bytes = Vec::new();
         let mut stream = found.into_stream();
@@ -296,6 +312,12 @@ fn user_metadata(attributes: &object_store::Attributes) -> BTreeMap<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sidecars_sit_in_a_metadata_folder_beside_the_snapshot() {
+        assert_eq!(sidecar_key("k3s/etcd-snapshot-a-1.zip"), "k3s/.metadata/etcd-snapshot-a-1.zip");
+        assert_eq!(sidecar_key("etcd-snapshot-a-1"), ".metadata/etcd-snapshot-a-1");
+    }
 
     #[test]
     fn unix_times_as_rfc3339() {
