@@ -55,10 +55,11 @@ pub enum Code {
     AescbcInUse,
     NonCisProvider,
     SecretNotCovered,
+    RestoreQuota,
 }
 
 impl Code {
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 32] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -90,6 +91,7 @@ impl Code {
         Code::AescbcInUse,
         Code::NonCisProvider,
         Code::SecretNotCovered,
+        Code::RestoreQuota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +127,7 @@ impl Code {
             Code::AescbcInUse => "aescbc-in-use",
             Code::NonCisProvider => "non-cis-provider",
             Code::SecretNotCovered => "secret-not-covered",
+            Code::RestoreQuota => "restore-quota",
         }
     }
 }
@@ -255,6 +258,8 @@ const ENTRY_RULES: &[Rule] = &[
 /// Everything one backup's findings are drawn from.
 pub struct Facts<'a> {
     pub integrity: &'a Integrity,
+    /// The bbolt size (high-water mark), when the backup has pages.
+    pub db_size: Option<u64>,
     pub entries: &'a [EntryRecord],
     pub history: Option<&'a [HistoryRecord]>,
     pub residue: Option<&'a [ResidueRecord]>,
@@ -264,8 +269,9 @@ pub struct Facts<'a> {
 }
 
 pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
-    let Facts { integrity, entries, history, residue, wal, keys, k3s } = *facts;
+    let Facts { integrity, db_size, entries, history, residue, wal, keys, k3s } = *facts;
     let mut out = Vec::new();
+    out.extend(db_size.and_then(quota_finding));
     if !integrity.ok {
         out.push(integrity_finding(integrity));
     }
@@ -366,6 +372,28 @@ fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
         example,
     );
     kept.into_iter().chain(deleted).collect()
+}
+
+/// etcd's default backend quota: a larger database restores, but the member
+/// raises the NOSPACE alarm and refuses writes until the quota is raised.
+pub const DEFAULT_QUOTA: u64 = 2 << 30;
+
+fn quota_finding(size: u64) -> Option<Finding> {
+    (size > DEFAULT_QUOTA).then(|| {
+        let mib = size.div_ceil(1 << 20);
+        let mut f = Finding::new(
+            Severity::Medium,
+            Code::RestoreQuota,
+            1,
+            format!(
+                "the database is {mib} MiB, over etcd's default 2 GiB backend quota: `etcdutl snapshot restore` works, \
+                 but the member alarms NOSPACE and refuses writes unless --quota-backend-bytes is at least {size}"
+            ),
+            std::iter::empty(),
+        );
+        f.remediation = Some("Start the restored members with --quota-backend-bytes above the database size (8 GiB at most is recommended), or defragment first.");
+        f
+    })
 }
 
 fn judge_findings(judge: &Judge) -> Vec<Finding> {

@@ -386,6 +386,7 @@ fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
     let keys = pairing(&entries, judge);
     let facts = Facts {
         integrity: &integrity,
+        db_size: etcd.page_size.map(|_| etcd.size_bytes),
         entries: &entries,
         history: x.history.as_deref(),
         residue: x.residue.as_deref(),

@@ -312,3 +312,33 @@ fn salvage_reads_a_file_whose_metas_are_gone() {
     assert_eq!(verdicts(&got), verdicts(&want), "salvage lost or changed entries");
     assert_eq!(got["backups"][0]["container"], serde_json::json!(["unrecognized"]));
 }
+
+/// A database over etcd's default 2 GiB quota (a sparse file: the high-water
+/// mark raised past 2 GiB) restores but alarms NOSPACE: `restore-quota` says
+/// by how much to raise --quota-backend-bytes.
+#[test]
+fn a_database_over_the_default_quota_says_so() {
+    let mut b = base();
+    let pages = (2u64 << 30) / PS as u64 + 16;
+    for meta in 0..2 {
+        b[meta * PS + 56..meta * PS + 64].copy_from_slice(&pages.to_le_bytes());
+        reseal_meta(&mut b, meta);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.db");
+    std::fs::write(&path, &b).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(pages * PS as u64).unwrap();
+    let r = run(&["scan", "--format", "json", path_str(&path)]);
+    let doc = r.json();
+    let f = doc["backups"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "restore-quota")
+        .cloned();
+    let f = f.unwrap_or_else(|| panic!("no restore-quota in {}", doc["backups"][0]["findings"]));
+    assert_eq!(f["severity"], "medium");
+    assert!(f["message"].as_str().unwrap().contains(&format!("at least {}", pages * PS as u64)), "{f}");
+    let small = run(&["scan", "--format", "json", path_str(&testdata("etcd35-scan.snapshot.db"))]);
+    assert!(!finding_codes(&small.json()["backups"][0]).contains(&"restore-quota".to_string()));
+}
