@@ -16,6 +16,8 @@ use crate::k8s::RegistryKey;
 #[derive(Debug, Serialize)]
 pub struct ScanReport {
     pub container: Vec<String>,
+    /// Which cluster: kube-system UID, Kubernetes version, nodes, etcd members.
+    pub cluster: Option<super::cluster::Cluster>,
     pub integrity: Integrity,
     pub etcd: EtcdSummary,
     pub summary: Summary,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::cluster::{self, Cluster};
 use super::findings::{findings, Facts};
 use super::forensics::{self, KeyFilter};
 use super::k3s::{self, Bootstrap, K3sReport};
@@ -93,6 +94,7 @@ struct Exposure {
 /// What one kind of input gives; `judge` is the keyring that judged it
 /// (the caller's, or one that k3s bootstrap data extended).
 struct Read {
+    cluster: Option<Cluster>,
     integrity: Integrity,
     etcd: EtcdSummary,
     entries: Vec<EntryRecord>,
@@ -191,6 +193,7 @@ fn bolt(
         forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
     });
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
+    let cluster = Some(cluster_of(&rows, &prefix, Some(&backup.layout)));
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
@@ -206,7 +209,7 @@ fn bolt(
     };
     let exposure = Exposure { history, residue, wal };
     let k3s = boot.map(|b| b.report);
-    Ok(Read { integrity: backup.integrity.clone(), etcd, entries, exposure, k3s, judge: extended })
+    Ok(Read { cluster, integrity: backup.integrity.clone(), etcd, entries, exposure, k3s, judge: extended })
 }
 
 fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
@@ -232,6 +235,7 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
+    let cluster = Some(cluster_of(&rows, &prefix, None));
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let integrity = Integrity {
         sha256_trailer: delta.hash,
@@ -252,7 +256,7 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read { integrity, etcd, entries, exposure, k3s: boot.map(|b| b.report), judge: extended }
+    Read { cluster, integrity, etcd, entries, exposure, k3s: boot.map(|b| b.report), judge: extended }
 }
 
 fn range(
@@ -291,7 +295,15 @@ fn range(
         etcd_prefix: prefix.to_string(),
         undecodable_rows: 0,
     };
-    Ok(Read { integrity, etcd, entries, exposure: Exposure::default(), k3s: None, judge: None })
+    Ok(Read {
+        cluster: None,
+        integrity,
+        etcd,
+        entries,
+        exposure: Exposure::default(),
+        k3s: None,
+        judge: None,
+    })
 }
 
 fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
@@ -312,6 +324,7 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = rows.iter().map(|r| r.rev.main).max().unwrap_or(0);
+    let cluster = Some(cluster_of(&rows, &prefix, None));
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let integrity = Integrity {
         sha256_trailer: crate::container::verify_trailer(bytes),
@@ -337,7 +350,28 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read { integrity, etcd, entries, exposure, k3s: None, judge: None }
+    Read { cluster, integrity, etcd, entries, exposure, k3s: None, judge: None }
+}
+
+/// The cluster's identity from the newest revision of the few keys that
+/// carry it (and etcd's members bucket when there are pages).
+fn cluster_of(rows: &[Row], prefix: &str, layout: Option<&crate::bolt::Layout>) -> Cluster {
+    let (namespace, kubeadm, nodes) = (
+        format!("{prefix}/namespaces/kube-system"),
+        format!("{prefix}/configmaps/kube-system/kubeadm-config"),
+        format!("{prefix}/minions/"),
+    );
+    let wanted =
+        |k: &[u8]| k == namespace.as_bytes() || k == kubeadm.as_bytes() || k.starts_with(nodes.as_bytes());
+    let mut newest: std::collections::HashMap<&[u8], &Row> = std::collections::HashMap::new();
+    for row in rows.iter().filter(|r| wanted(r.kv.key)) {
+        let slot = newest.entry(row.kv.key).or_insert(row);
+        if row.rev > slot.rev {
+            *slot = row;
+        }
+    }
+    let live = newest.into_values().filter(|r| !r.rev.tombstone).map(|r| (r.kv.key, r.kv.value));
+    cluster::identify(prefix, live, layout)
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
@@ -375,7 +409,7 @@ fn judge_rows(
 }
 
 fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
-    let Read { integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
+    let Read { cluster, integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
     let judge = extended.as_ref().unwrap_or(judge);
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
@@ -397,6 +431,7 @@ fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
     let findings = findings(&facts, judge);
     ScanReport {
         container,
+        cluster,
         integrity,
         etcd,
         summary,

@@ -33,6 +33,9 @@ pub struct ObjectInfo {
     pub secret_type: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub data_keys: Vec<String>,
+    /// `metadata.uid` (the cluster's identity when read from kube-system).
+    #[serde(skip)]
+    pub uid: Option<String>,
 }
 
 /// Recognises the encoding and decodes the object head. An object that does
@@ -68,6 +71,7 @@ fn decode_protobuf(bytes: &[u8]) -> Option<ObjectInfo> {
     let metadata = metadata?;
     info.name = non_empty(metadata.name);
     info.namespace = non_empty(metadata.namespace);
+    info.uid = non_empty(metadata.uid);
     Some(info)
 }
 
@@ -87,11 +91,13 @@ struct Head {
 struct Meta {
     name: Option<String>,
     namespace: Option<String>,
+    uid: Option<String>,
 }
 
 impl Head {
     fn info(self) -> ObjectInfo {
-        let (name, namespace) = self.metadata.map_or((None, None), |m| (m.name, m.namespace));
+        let (name, namespace, uid) =
+            self.metadata.map_or((None, None, None), |m| (m.name, m.namespace, m.uid));
         let is_secret = self.kind.as_deref() == Some("Secret");
         ObjectInfo {
             api_version: self.api_version,
@@ -100,6 +106,7 @@ impl Head {
             namespace,
             secret_type: self.secret_type.filter(|_| is_secret),
             data_keys: self.data.filter(|_| is_secret).map(|d| d.into_keys().collect()).unwrap_or_default(),
+            uid,
         }
     }
 }

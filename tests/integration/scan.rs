@@ -347,3 +347,24 @@ fn invalid_configs_exit_2_with_the_apiserver_message() {
     let legacy = run(&["configs", &cfg("config-legacy.json")]);
     assert_eq!(legacy.code, 0, "the legacy v1 EncryptionConfig header in JSON parses: {}", legacy.stderr);
 }
+
+/// Which cluster a backup is: the kube-system Namespace's UID (computed here
+/// the way the generator made it) and etcd's member list.
+#[test]
+fn the_cluster_is_named_by_its_kube_system_uid() {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, 'etcd-audit/None/kube-system'))"])
+        .output()
+        .unwrap();
+    let uid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for db in ["etcd35-basic.snapshot.db", "etcd34-basic.snapshot.db"] {
+        let r = run(&["scan", "--format", "json", path_str(&testdata(db))]);
+        let cluster = &r.json()["backups"][0]["cluster"];
+        assert_eq!(cluster["uid"], uid.as_str(), "{db}");
+        assert_eq!(cluster["kubernetes_version"], Value::Null, "no kubeadm-config, no Node: no guess");
+        let members = cluster["etcd_members"].as_array().unwrap();
+        assert_eq!(members.len(), 1, "{db}");
+        assert!(members[0]["id"].as_str().unwrap().chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(members[0]["peer_urls"][0].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Which cluster a backup belongs to, from what the backup itself holds:
+//! the UID of the `kube-system` Namespace (what k3s reports as
+//! `K3s-Cluster-Id`), the Kubernetes version kubeadm recorded, the Node
+//! names, and etcd's own member list. A field is `null` when the backup does
+//! not say; nothing is guessed.
+
+use serde::Serialize;
+
+use crate::bolt::Layout;
+use crate::k8s::decode_object;
+
+/// `backups[].cluster`.
+#[derive(Debug, Default, Serialize)]
+pub struct Cluster {
+    pub uid: Option<String>,
+    pub kubernetes_version: Option<String>,
+    pub nodes: Vec<String>,
+    /// `null` when the backup has no `members` bucket (a delta, a range read).
+    pub etcd_members: Option<Vec<Member>>,
+    /// From the WAL's metadata record; not read yet, so always `null`.
+    pub etcd_cluster_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Member {
+    /// In hex, as `etcdctl member list` shows it.
+    #[serde(serialize_with = "hex_id")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename(deserialize = "peerURLs"), default)]
+    pub peer_urls: Vec<String>,
+}
+
+fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{id:x}"))
+}
+
+/// Reads the identity from the live value of each key (`live` yields the
+/// etcd key and value of every key's newest revision), and the members
+/// bucket when there are pages.
+pub fn identify<'a>(
+    prefix: &str,
+    live: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    layout: Option<&Layout>,
+) -> Cluster {
+    let mut cluster = Cluster::default();
+    let namespace = format!("{prefix}/namespaces/kube-system");
+    let kubeadm = format!("{prefix}/configmaps/kube-system/kubeadm-config");
+    let nodes = format!("{prefix}/minions/");
+    let (mut kubeadm_version, mut kubelet_version) = (None, None::<String>);
+    for (key, value) in live {
+        if key == namespace.as_bytes() {
+            cluster.uid = decode_object(value).1.and_then(|o| o.uid);
+        } else if key == kubeadm.as_bytes() {
+            kubeadm_version = version_in(value, b"kubernetesVersion: ");
+        } else if let Some(name) = key.strip_prefix(nodes.as_bytes()) {
+            cluster.nodes.push(String::from_utf8_lossy(name).into_owned());
+            // The newest version a kubelet reports (JSON-stored Nodes only).
+            if let Some(v) = version_in(value, b"\"kubeletVersion\":\"") {
+                if kubelet_version.as_deref().is_none_or(|cur| newer(&v, cur)) {
+                    kubelet_version = Some(v);
+                }
+            }
+        }
+    }
+    // What kubeadm recorded wins over what kubelets report.
+    cluster.kubernetes_version = kubeadm_version.or(kubelet_version);
+    cluster.nodes.sort();
+    cluster.etcd_members = layout.and_then(|l| l.bucket(b"members")).map(|bucket| {
+        bucket
+            .leaves
+            .iter()
+            .flat_map(|leaf| leaf.page.leaf_items().map_while(Result::ok))
+            .filter_map(|item| serde_json::from_slice::<Member>(item.value).ok())
+            .collect()
+    });
+    cluster
+}
+
+/// The version after `marker`: `v` and digits, dots, dashes, `+`.
+fn version_in(value: &[u8], marker: &[u8]) -> Option<String> {
+    let at = value.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let rest = value.get(at..)?;
+    let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+    let end =
+        rest.iter().position(|b| !(b.is_ascii_alphanumeric() || b".-+".contains(b))).unwrap_or(rest.len());
+    let v = std::str::from_utf8(&rest[..end]).ok()?;
+    (v.starts_with('v') && v.len() > 1).then(|| v.to_string())
+}
+
+/// `v1.30.2` is newer than `v1.29.10`: compare numeric parts.
+fn newer(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.trim_start_matches('v').split(['.', '-', '+']).map_while(|p| p.parse().ok()).collect()
+    };
+    parts(a) > parts(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_kubeadm_and_kubelets() {
+        let kubeadm = b"k8s\0...ClusterConfiguration: |\n  kubernetesVersion: v1.30.2\n  networking: ...";
+        assert_eq!(version_in(kubeadm, b"kubernetesVersion: ").as_deref(), Some("v1.30.2"));
+        let node = br#"{"status":{"nodeInfo":{"kubeletVersion":"v1.29.10+k3s1"}}}"#;
+        assert_eq!(version_in(node, b"\"kubeletVersion\":\"").as_deref(), Some("v1.29.10+k3s1"));
+        assert!(newer("v1.30.2", "v1.29.10") && !newer("v1.29.9", "v1.29.10"));
+        let live = [
+            (&b"/registry/minions/node-a"[..], &node[..]),
+            (&b"/registry/minions/node-b"[..], &br#"{"kubeletVersion":"v1.30.1"}"#[..]),
+        ];
+        let c = identify("/registry", live.into_iter(), None);
+        assert_eq!(c.nodes, ["node-a", "node-b"]);
+        assert_eq!(c.kubernetes_version.as_deref(), Some("v1.30.1"));
+        assert!(c.uid.is_none() && c.etcd_members.is_none());
+    }
+}
