@@ -19,6 +19,7 @@ pub mod proto;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod time;
 pub mod walk;
 
 pub use net::error_chain;

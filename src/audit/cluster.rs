@@ -21,6 +21,35 @@ pub struct Cluster {
     pub etcd_cluster_id: Option<String>,
 }
 
+/// `backups[].taken_at`: when the backup was taken, as the objects in it say.
+#[derive(Debug, Serialize)]
+pub struct TakenAt {
+    /// RFC 3339.
+    pub estimate: String,
+    /// `lease-renew-time`.
+    pub source: &'static str,
+    /// How far before the snapshot the newest renewal can be: kubelets
+    /// renew every 10 s, leader-election leases every 2 s.
+    pub uncertainty_seconds: u64,
+}
+
+/// The newest `renewTime` of the Leases in kube-node-lease and kube-system
+/// (`leases` yields etcd key and newest value).
+pub fn taken_at<'a>(prefix: &str, leases: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Option<TakenAt> {
+    let system = format!("{prefix}/leases/kube-system/");
+    let newest = leases
+        .filter_map(|(key, value)| {
+            Some((crate::k8s::lease_renew_seconds(value)?, key.starts_with(system.as_bytes())))
+        })
+        .max()?;
+    let (seconds, leader_election) = newest;
+    Some(TakenAt {
+        estimate: crate::time::rfc3339(u64::try_from(seconds).ok()?),
+        source: "lease-renew-time",
+        uncertainty_seconds: if leader_election { 2 } else { 10 },
+    })
+}
+
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Member {
     /// In hex, as `etcdctl member list` shows it.

@@ -18,6 +18,8 @@ pub struct ScanReport {
     pub container: Vec<String>,
     /// Which cluster: kube-system UID, Kubernetes version, nodes, etcd members.
     pub cluster: Option<super::cluster::Cluster>,
+    /// When it was taken, from the newest Lease renewal in it; `null` when it has none.
+    pub taken_at: Option<super::cluster::TakenAt>,
     pub integrity: Integrity,
     pub etcd: EtcdSummary,
     pub summary: Summary,

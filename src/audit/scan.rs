@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::cluster::{self, Cluster};
+use super::cluster::{self, Cluster, TakenAt};
 use super::findings::{findings, Facts};
 use super::forensics::{self, KeyFilter};
 use super::k3s::{self, Bootstrap, K3sReport};
@@ -95,6 +95,7 @@ struct Exposure {
 /// (the caller's, or one that k3s bootstrap data extended).
 struct Read {
     cluster: Option<Cluster>,
+    taken_at: Option<TakenAt>,
     integrity: Integrity,
     etcd: EtcdSummary,
     entries: Vec<EntryRecord>,
@@ -193,7 +194,8 @@ fn bolt(
         forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
     });
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
-    let cluster = Some(cluster_of(&rows, &prefix, Some(&backup.layout)));
+    let (cluster, taken_at) = cluster_of(&rows, &prefix, Some(&backup.layout));
+    let cluster = Some(cluster);
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
@@ -209,7 +211,16 @@ fn bolt(
     };
     let exposure = Exposure { history, residue, wal };
     let k3s = boot.map(|b| b.report);
-    Ok(Read { cluster, integrity: backup.integrity.clone(), etcd, entries, exposure, k3s, judge: extended })
+    Ok(Read {
+        cluster,
+        taken_at,
+        integrity: backup.integrity.clone(),
+        etcd,
+        entries,
+        exposure,
+        k3s,
+        judge: extended,
+    })
 }
 
 fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
@@ -235,7 +246,8 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
-    let cluster = Some(cluster_of(&rows, &prefix, None));
+    let (cluster, taken_at) = cluster_of(&rows, &prefix, None);
+    let cluster = Some(cluster);
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let integrity = Integrity {
         sha256_trailer: delta.hash,
@@ -256,7 +268,16 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read { cluster, integrity, etcd, entries, exposure, k3s: boot.map(|b| b.report), judge: extended }
+    Read {
+        cluster,
+        taken_at,
+        integrity,
+        etcd,
+        entries,
+        exposure,
+        k3s: boot.map(|b| b.report),
+        judge: extended,
+    }
 }
 
 fn range(
@@ -297,6 +318,7 @@ fn range(
     };
     Ok(Read {
         cluster: None,
+        taken_at: None,
         integrity,
         etcd,
         entries,
@@ -324,7 +346,8 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = rows.iter().map(|r| r.rev.main).max().unwrap_or(0);
-    let cluster = Some(cluster_of(&rows, &prefix, None));
+    let (cluster, taken_at) = cluster_of(&rows, &prefix, None);
+    let cluster = Some(cluster);
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let integrity = Integrity {
         sha256_trailer: crate::container::verify_trailer(bytes),
@@ -350,19 +373,11 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read { cluster, integrity, etcd, entries, exposure, k3s: None, judge: None }
+    Read { cluster, taken_at, integrity, etcd, entries, exposure, k3s: None, judge: None }
 }
 
-/// The cluster's identity from the newest revision of the few keys that
-/// carry it (and etcd's members bucket when there are pages).
-fn cluster_of(rows: &[Row], prefix: &str, layout: Option<&crate::bolt::Layout>) -> Cluster {
-    let (namespace, kubeadm, nodes) = (
-        format!("{prefix}/namespaces/kube-system"),
-        format!("{prefix}/configmaps/kube-system/kubeadm-config"),
-        format!("{prefix}/minions/"),
-    );
-    let wanted =
-        |k: &[u8]| k == namespace.as_bytes() || k == kubeadm.as_bytes() || k.starts_with(nodes.as_bytes());
+/// The newest live value of every key `wanted` picks.
+fn newest_live<'a>(rows: &[Row<'a>], wanted: impl Fn(&[u8]) -> bool) -> Vec<(&'a [u8], &'a [u8])> {
     let mut newest: std::collections::HashMap<&[u8], &Row> = std::collections::HashMap::new();
     for row in rows.iter().filter(|r| wanted(r.kv.key)) {
         let slot = newest.entry(row.kv.key).or_insert(row);
@@ -370,8 +385,31 @@ fn cluster_of(rows: &[Row], prefix: &str, layout: Option<&crate::bolt::Layout>) 
             *slot = row;
         }
     }
-    let live = newest.into_values().filter(|r| !r.rev.tombstone).map(|r| (r.kv.key, r.kv.value));
-    cluster::identify(prefix, live, layout)
+    newest.into_values().filter(|r| !r.rev.tombstone).map(|r| (r.kv.key, r.kv.value)).collect()
+}
+
+/// The cluster's identity from the newest revision of the few keys that
+/// carry it (and etcd's members bucket when there are pages), and when the
+/// backup was taken.
+fn cluster_of(
+    rows: &[Row],
+    prefix: &str,
+    layout: Option<&crate::bolt::Layout>,
+) -> (Cluster, Option<TakenAt>) {
+    let (namespace, kubeadm, nodes) = (
+        format!("{prefix}/namespaces/kube-system"),
+        format!("{prefix}/configmaps/kube-system/kubeadm-config"),
+        format!("{prefix}/minions/"),
+    );
+    let wanted =
+        |k: &[u8]| k == namespace.as_bytes() || k == kubeadm.as_bytes() || k.starts_with(nodes.as_bytes());
+    let cluster = cluster::identify(prefix, newest_live(rows, wanted).into_iter(), layout);
+    let (node_leases, system_leases) =
+        (format!("{prefix}/leases/kube-node-lease/"), format!("{prefix}/leases/kube-system/"));
+    let leases = newest_live(rows, |k| {
+        k.starts_with(node_leases.as_bytes()) || k.starts_with(system_leases.as_bytes())
+    });
+    (cluster, cluster::taken_at(prefix, leases.into_iter()))
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
@@ -409,7 +447,7 @@ fn judge_rows(
 }
 
 fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
-    let Read { cluster, integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
+    let Read { cluster, taken_at, integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
     let judge = extended.as_ref().unwrap_or(judge);
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
     let forensics = Forensics {
@@ -432,6 +470,7 @@ fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
     ScanReport {
         container,
         cluster,
+        taken_at,
         integrity,
         etcd,
         summary,

@@ -121,6 +121,14 @@ fn decode_cbor(bytes: &[u8]) -> Option<ObjectInfo> {
     ciborium::from_reader::<Head, _>(bytes).ok().map(Head::info)
 }
 
+/// The `spec.renewTime` of a protobuf Lease, in Unix seconds (Leases are
+/// stored as protobuf; a JSON one yields `None`).
+pub fn lease_renew_seconds(bytes: &[u8]) -> Option<i64> {
+    let unknown = pb::Unknown::decode(bytes.strip_prefix(PROTOBUF_MAGIC)?).ok()?;
+    let lease = pb::LeaseHead::decode(unknown.raw.as_slice()).ok()?;
+    lease.spec?.renew_time.map(|t| t.seconds).filter(|s| *s > 0)
+}
+
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }

@@ -78,7 +78,7 @@ impl RemoteObject {
             url: path.display().to_string(),
             size: meta.len(),
             e_tag: None,
-            last_modified: modified.map_or_else(String::new, |d| rfc3339(d.as_secs())),
+            last_modified: modified.map_or_else(String::new, |d| crate::time::rfc3339(d.as_secs())),
             user_metadata: BTreeMap::new(),
             sidecar: Some(sidecar),
             key: String::new(),
@@ -92,21 +92,6 @@ fn sidecar_key(key: &str) -> String {
         Some((dir, name)) => format!("{dir}/.metadata/{name}"),
         None => format!(".metadata/{key}"),
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date: H. Hinnant's algorithm).
-fn rfc3339(secs: u64) -> String {
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 pub struct Remote {
@@ -317,13 +302,6 @@ mod tests {
     fn sidecars_sit_in_a_metadata_folder_beside_the_snapshot() {
         assert_eq!(sidecar_key("k3s/etcd-snapshot-a-1.zip"), "k3s/.metadata/etcd-snapshot-a-1.zip");
         assert_eq!(sidecar_key("etcd-snapshot-a-1"), ".metadata/etcd-snapshot-a-1");
-    }
-
-    #[test]
-    fn unix_times_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_900_000), "2026-11-28T21:06:40Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

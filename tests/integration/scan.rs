@@ -368,3 +368,40 @@ fn the_cluster_is_named_by_its_kube_system_uid() {
         assert!(members[0]["peer_urls"][0].as_str().unwrap().starts_with("http://127.0.0.1:"));
     }
 }
+
+/// When a backup was taken: the newest Lease renewal in it, checked against
+/// the independent Python reader of testdata/gen decoding the same Leases.
+#[test]
+fn taken_at_is_the_newest_lease_renewal() {
+    let db = testdata("etcd35-forensics.snapshot.db");
+    let script = r#"
+import datetime, sys
+sys.path.insert(0, sys.argv[1])
+from boltread import Bolt, kv_decode
+from k8senc import pb_parse
+field = lambda b, n: dict((k, v) for k, _, v in pb_parse(b))[n]
+newest = 0
+for _, v in Bolt(sys.argv[2]).buckets[b"key"]:
+    kv = kv_decode(v)
+    if kv.get("key", b"").startswith(b"/registry/leases/kube-node-lease/"):
+        renew = field(field(field(field(kv["value"][4:], 2), 2), 4), 1)
+        newest = max(newest, renew)
+print(datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path_str(&testdata("gen")), path_str(&db)])
+        .output()
+        .unwrap();
+    let want = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(want.starts_with("20"), "{want} {}", String::from_utf8_lossy(&out.stderr));
+    let r = run(&["scan", "--format", "json", path_str(&db)]);
+    let taken = &r.json()["backups"][0]["taken_at"];
+    assert_eq!(taken["estimate"], want.as_str());
+    assert_eq!(
+        (taken["source"].as_str(), taken["uncertainty_seconds"].as_u64()),
+        (Some("lease-renew-time"), Some(10))
+    );
+    // A backup without Leases does not guess.
+    let r = run(&["scan", "--format", "json", path_str(&testdata("etcd35-scan.snapshot.db"))]);
+    assert_eq!(r.json()["backups"][0]["taken_at"], Value::Null);
+}
