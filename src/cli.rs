@@ -136,6 +136,13 @@ pub struct ScanCli {
     k3s_tokens: Vec<PathBuf>,
     #[command(flatten)]
     known: KnownKeysCli,
+    /// A backup taken longer ago than this (e.g. 26h, 7d) is `backup-too-old`; its time comes
+    /// from the newest Lease renewal in it (`taken_at`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+    /// "Now" for --max-age, for reproducible runs (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = etcd_audit::time::parse_rfc3339)]
+    now: Option<i64>,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -312,6 +319,8 @@ impl ScanCli {
                 residue: self.residue,
                 salvage: self.salvage,
                 k3s_tokens: std::sync::Arc::new(k3s_tokens),
+                max_age: self.max_age,
+                now: self.now,
             },
             fail_on: self.fail_on,
             format: self.format.into(),

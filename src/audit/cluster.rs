@@ -26,6 +26,8 @@ pub struct Cluster {
 pub struct TakenAt {
     /// RFC 3339.
     pub estimate: String,
+    #[serde(skip)]
+    pub unix: i64,
     /// `lease-renew-time`.
     pub source: &'static str,
     /// How far before the snapshot the newest renewal can be: kubelets
@@ -44,6 +46,7 @@ pub fn taken_at<'a>(prefix: &str, leases: impl Iterator<Item = (&'a [u8], &'a [u
         .max()?;
     let (seconds, leader_election) = newest;
     Some(TakenAt {
+        unix: seconds,
         estimate: crate::time::rfc3339(u64::try_from(seconds).ok()?),
         source: "lease-renew-time",
         uncertainty_seconds: if leader_election { 2 } else { 10 },

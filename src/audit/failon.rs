@@ -44,7 +44,7 @@ impl Token {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown --fail-on token {0:?}; expected a verdict class, integrity, a finding code or hygiene (see etcd-audit scan --help)")]
+#[error("unknown --fail-on token {0:?}; expected a verdict class, integrity, a finding code, hygiene or age (see etcd-audit scan --help)")]
 pub struct FailOnError(String);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,8 @@ impl std::str::FromStr for FailOn {
         for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if token == "hygiene" {
                 set.extend(HYGIENE.iter().map(|c| Token::Code(*c)));
+            } else if token == "age" {
+                set.insert(Token::Code(Code::BackupTooOld));
             } else if token == "integrity" {
                 set.insert(Token::Integrity);
             } else if let Some(class) = Class::ALL.iter().find(|c| c.as_str() == token) {

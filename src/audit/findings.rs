@@ -56,10 +56,11 @@ pub enum Code {
     NonCisProvider,
     SecretNotCovered,
     RestoreQuota,
+    BackupTooOld,
 }
 
 impl Code {
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 33] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -92,6 +93,7 @@ impl Code {
         Code::NonCisProvider,
         Code::SecretNotCovered,
         Code::RestoreQuota,
+        Code::BackupTooOld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +130,7 @@ impl Code {
             Code::NonCisProvider => "non-cis-provider",
             Code::SecretNotCovered => "secret-not-covered",
             Code::RestoreQuota => "restore-quota",
+            Code::BackupTooOld => "backup-too-old",
         }
     }
 }

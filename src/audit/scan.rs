@@ -38,6 +38,10 @@ pub struct ScanOptions {
     pub salvage: bool,
     /// `--k3s-token`: server tokens that may open k3s/RKE2 bootstrap data.
     pub k3s_tokens: Arc<Vec<Token>>,
+    /// `--max-age`: a backup taken longer ago than this is `backup-too-old`.
+    pub max_age: Option<std::time::Duration>,
+    /// `--now` (Unix seconds) for reproducible ages; the clock when unset.
+    pub now: Option<i64>,
 }
 
 /// Feeds every page of a Range read to its argument; returns the revision read at.
@@ -74,7 +78,7 @@ pub fn scan(
         Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope)?,
         Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts),
     };
-    Ok(assemble(container, read, judge))
+    Ok(assemble(container, read, judge, opts))
 }
 
 /// One row of the `key` bucket (or its equivalent) that passed the prefix filter.
@@ -376,6 +380,33 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
     Read { cluster, taken_at, integrity, etcd, entries, exposure, k3s: None, judge: None }
 }
 
+/// `backup-too-old`: taken longer ago than `--max-age` (a backup whose time
+/// is unknown is not judged).
+fn age_finding(taken_at: Option<&TakenAt>, opts: &ScanOptions) -> Option<crate::audit::Finding> {
+    let (max_age, taken) = (opts.max_age?, taken_at?);
+    let now = opts.now.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    });
+    let age = now - taken.unix;
+    (age > max_age.as_secs() as i64).then(|| {
+        let mut f = crate::audit::Finding::new(
+            crate::audit::Severity::Medium,
+            crate::audit::Code::BackupTooOld,
+            1,
+            format!(
+                "taken at {} ({} h before now), older than --max-age ({} h)",
+                taken.estimate,
+                age / 3600,
+                max_age.as_secs() / 3600
+            ),
+            std::iter::empty(),
+        );
+        f.remediation =
+            Some("Check that scheduled backups run, and that this is the newest backup of its cluster.");
+        f
+    })
+}
+
 /// The newest live value of every key `wanted` picks.
 fn newest_live<'a>(rows: &[Row<'a>], wanted: impl Fn(&[u8]) -> bool) -> Vec<(&'a [u8], &'a [u8])> {
     let mut newest: std::collections::HashMap<&[u8], &Row> = std::collections::HashMap::new();
@@ -446,7 +477,7 @@ fn judge_rows(
     (entries, history)
 }
 
-fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
+fn assemble(container: Vec<String>, read: Read, judge: &Judge, opts: &ScanOptions) -> ScanReport {
     let Read { cluster, taken_at, integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
     let judge = extended.as_ref().unwrap_or(judge);
     let summary = Summary::of(entries.iter().map(|e| &e.verdict));
@@ -466,7 +497,8 @@ fn assemble(container: Vec<String>, read: Read, judge: &Judge) -> ScanReport {
         keys: &keys,
         k3s: k3s.as_ref(),
     };
-    let findings = findings(&facts, judge);
+    let mut findings = findings(&facts, judge);
+    findings.extend(age_finding(taken_at.as_ref(), opts));
     ScanReport {
         container,
         cluster,

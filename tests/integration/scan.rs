@@ -405,3 +405,29 @@ print(datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).strftime("%
     let r = run(&["scan", "--format", "json", path_str(&testdata("etcd35-scan.snapshot.db"))]);
     assert_eq!(r.json()["backups"][0]["taken_at"], Value::Null);
 }
+
+/// `--max-age` against `taken_at`, with a fixed `--now`; `--fail-on age`.
+#[test]
+fn backups_older_than_max_age_are_named() {
+    let db = testdata("etcd35-forensics.snapshot.db"); // taken 2023-11-14T22:15:00Z (newest Lease)
+    let scan = |now: &str, extra: &[&str]| {
+        let mut args = vec!["scan", "--format", "json", "--max-age", "1h", "--now", now];
+        args.extend_from_slice(extra);
+        args.push(path_str(&db));
+        run(&args)
+    };
+    let old = scan("2023-11-14T23:15:01Z", &["--fail-on", "age"]);
+    assert_eq!(old.code, 1);
+    let doc = old.json();
+    let b = &doc["backups"][0];
+    assert_eq!(b["failed_on"], json!(["backup-too-old"]));
+    let f = b["findings"].as_array().unwrap().iter().find(|f| f["code"] == "backup-too-old").unwrap();
+    assert_eq!(f["severity"], "medium");
+    assert!(f["message"].as_str().unwrap().contains("2023-11-14T22:15:00Z"), "{f}");
+    let fresh = scan("2023-11-14T23:14:59Z", &["--fail-on", "age"]);
+    assert_eq!(fresh.code, 0);
+    assert!(!finding_codes(&fresh.json()["backups"][0]).contains(&"backup-too-old".to_string()));
+    let bad = run(&["scan", "--now", "yesterday", path_str(&db)]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("expected an RFC 3339 time"), "{}", bad.stderr);
+}
