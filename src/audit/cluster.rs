@@ -17,7 +17,7 @@ pub struct Cluster {
     pub nodes: Vec<String>,
     /// `null` when the backup has no `members` bucket (a delta, a range read).
     pub etcd_members: Option<Vec<Member>>,
-    /// From the WAL's metadata record; not read yet, so always `null`.
+    /// In hex, from the WAL's Metadata record: data dirs only.
     pub etcd_cluster_id: Option<String>,
 }
 

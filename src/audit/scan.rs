@@ -187,6 +187,7 @@ fn bolt(
 ) -> Result<Read, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
     let (rows, undecodable) = read_rows(&bucket.leaves);
+    let cluster_id = wal.into_iter().flatten().find_map(|(_, w)| w.cluster_id);
     let carved = if opts.residue { carved_bootstrap(backup, &rows) } else { vec![] };
     let boot = bootstrap(&rows, wal, carved, opts);
     let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
@@ -198,7 +199,8 @@ fn bolt(
         forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
     });
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
-    let (cluster, taken_at) = cluster_of(&rows, &prefix, Some(&backup.layout));
+    let (mut cluster, taken_at) = cluster_of(&rows, &prefix, Some(&backup.layout));
+    cluster.etcd_cluster_id = cluster_id.map(|id| format!("{id:x}"));
     let cluster = Some(cluster);
     let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
     let meta = &backup.etcd_meta;

@@ -7,6 +7,7 @@ use prost::Message;
 
 use crate::proto::etcdwal as pb;
 
+const METADATA_TYPE: i64 = 1;
 const ENTRY_TYPE: i64 = 2;
 const CRC_TYPE: i64 = 4;
 const NORMAL_ENTRY: i32 = 0;
@@ -28,6 +29,8 @@ pub struct WalFile {
     pub records: u64,
     /// Torn or corrupt tails and CRC breaks: integrity notes, not fatal.
     pub notes: Vec<String>,
+    /// The etcd cluster ID of the Metadata record (every segment starts with one).
+    pub cluster_id: Option<u64>,
 }
 
 /// Reads one segment. The CRC chain starts at the segment's first Crc record,
@@ -73,6 +76,9 @@ pub fn read_wal(bytes: &[u8]) -> WalFile {
         }
         if rec.r#type == ENTRY_TYPE {
             collect_entry(&rec.data, &mut wal.puts);
+        } else if rec.r#type == METADATA_TYPE {
+            wal.cluster_id =
+                pb::Metadata::decode(rec.data.as_slice()).ok().map(|m| m.cluster_id).filter(|&id| id != 0);
         }
     }
     wal

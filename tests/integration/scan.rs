@@ -431,3 +431,31 @@ fn backups_older_than_max_age_are_named() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("expected an RFC 3339 time"), "{}", bad.stderr);
 }
+
+/// A data dir names its etcd cluster: the ID in its WAL's Metadata record,
+/// as the independent Python WAL reader of testdata/gen decodes it.
+#[test]
+fn a_data_dir_names_its_etcd_cluster() {
+    let dir = testdata("etcd35-forensics-datadir");
+    let script = r#"
+import glob, sys
+sys.path.insert(0, sys.argv[1])
+from walread import read_records, fields
+for p in sorted(glob.glob(sys.argv[2] + "/member/wal/*.wal")):
+    for _, t, _, d in read_records(open(p, "rb").read())[0]:
+        if t == 1:
+            print("%x" % fields(d).get(2, 0))
+            sys.exit(0)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path_str(&testdata("gen")), path_str(&dir)])
+        .output()
+        .unwrap();
+    let want = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!want.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = run(&["scan", "--format", "json", path_str(&dir)]);
+    assert_eq!(r.json()["backups"][0]["cluster"]["etcd_cluster_id"], want.as_str());
+    // A snapshot has no WAL: no cluster ID, not a guess.
+    let r = run(&["scan", "--format", "json", path_str(&testdata("etcd35-forensics.snapshot.db"))]);
+    assert_eq!(r.json()["backups"][0]["cluster"]["etcd_cluster_id"], Value::Null);
+}
