@@ -47,30 +47,31 @@ pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
             continue;
         }
         let slot = (provider, name.clone(), v.kms_api, v.key_id.clone());
-        let configured = judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name);
-        let row = uses.entry(slot).or_insert_with(|| KeyUse {
-            provider,
-            available: match v.kms_api {
-                Some(api) => {
-                    kms_plugin(judge, api, &name).is_some_and(|p| judge.keyring.kms_plugins().available(p))
-                }
-                None => judge.keyring.has(provider, &name),
-            },
-            write_key: match v.kms_api {
-                Some(api) => is_kms_write_key(judge, api, &name, v.key_id.as_deref()),
-                None => is_write_key(judge, provider, &name),
-            },
-            plugin: v
-                .kms_api
-                .and_then(|api| kms_plugin(judge, api, &name))
-                .map(|p| judge.keyring.kms_plugins().report(p)),
-            fingerprint: configured.map(|k| k.fingerprint()),
-            origin: configured.map(|k| k.origin.clone()),
-            name,
-            kms_api: v.kms_api,
-            key_id: v.key_id.clone(),
-            entries: 0,
-            decryptable: 0,
+        let row = uses.entry(slot).or_insert_with(|| {
+            let configured = judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name);
+            KeyUse {
+                provider,
+                available: match v.kms_api {
+                    Some(api) => kms_plugin(judge, api, &name)
+                        .is_some_and(|p| judge.keyring.kms_plugins().available(p)),
+                    None => judge.keyring.has(provider, &name),
+                },
+                write_key: match v.kms_api {
+                    Some(api) => is_kms_write_key(judge, api, &name, v.key_id.as_deref()),
+                    None => is_write_key(judge, provider, &name),
+                },
+                plugin: v
+                    .kms_api
+                    .and_then(|api| kms_plugin(judge, api, &name))
+                    .map(|p| judge.keyring.kms_plugins().report(p)),
+                fingerprint: configured.map(|k| k.fingerprint()),
+                origin: configured.map(|k| k.origin.clone()),
+                name,
+                kms_api: v.kms_api,
+                key_id: v.key_id.clone(),
+                entries: 0,
+                decryptable: 0,
+            }
         });
         row.entries += 1;
         if v.class == Class::Decryptable {
