@@ -3,6 +3,11 @@
 Values are encoded exactly as kube-apiserver stores them (testdata/gen/k8senc.py):
 mostly aescbc, some aesgcm and secretbox, a few plaintext. Writes go in
 transactions of 100 puts through etcd's JSON gateway on 127.0.0.1.
+
+Like a real cluster, the store holds more than one revision of a key and keys
+out of the audit's scope: with BENCH_REWRITE=1 (the default) the first half of
+the Secrets is written a second time (a rotation), and a quarter as many
+ConfigMaps (plaintext, out of the default scope) as Secrets are added.
 """
 import base64
 import os
@@ -35,14 +40,29 @@ def main():
     etcd = k.Etcd(port)
     rand = random.Random(1)
     b64 = lambda b: base64.b64encode(b).decode()
-    for start in range(0, count, 100):
-        ops = []
-        for i in range(start, min(start + 100, count)):
-            key = f"/registry/secrets/ns-{i % 500}/secret-{i}".encode()
-            ops.append({"request_put": {"key": b64(key), "value": b64(value(i, key, size, rand))}})
-        etcd.call("kv/txn", {"success": ops})
-        if start % 20000 == 0:
-            print(f"  {start}/{count} secrets written", flush=True)
+    rewrite = os.environ.get("BENCH_REWRITE", "1") == "1"
+
+    def secret(i):
+        key = f"/registry/secrets/ns-{i % 500}/secret-{i}".encode()
+        return key, value(i, key, size, rand)
+
+    def configmap(i):
+        ns, name = f"ns-{i % 500}", f"config-{i}"
+        return f"/registry/configmaps/{ns}/{name}".encode(), k.configmap_pb(name, ns, {"k": "v" * (size // 2)})
+
+    batches = [(secret, range(count))]
+    if rewrite:
+        batches += [(secret, range(count // 2)), (configmap, range(count // 4))]
+    for make, ids in batches:
+        ids = list(ids)
+        for start in range(0, len(ids), 100):
+            ops = []
+            for i in ids[start:start + 100]:
+                key, val = make(i)
+                ops.append({"request_put": {"key": b64(key), "value": b64(val)}})
+            etcd.call("kv/txn", {"success": ops})
+            if start % 20000 == 0:
+                print(f"  {make.__name__}: {start}/{len(ids)} written", flush=True)
 
 
 if __name__ == "__main__":

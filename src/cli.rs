@@ -321,6 +321,8 @@ impl ScanCli {
                 k3s_tokens: std::sync::Arc::new(k3s_tokens),
                 max_age: self.max_age,
                 now: self.now,
+                // Only a JSON scan report lists entries (`keys` clears it).
+                keep_entries: matches!(self.format, FormatArg::Json),
             },
             fail_on: self.fail_on,
             format: self.format.into(),

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
         Command::Keys(cli) => match cli.into_args() {
-            Ok(args) => run::keys(&mut out, &args),
+            Ok(mut args) => {
+                args.options.keep_entries = false;
+                run::keys(&mut out, &args)
+            }
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
         Command::Configs { configs, format, known } => match known.load() {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::hygiene::NonceLedger;
 use super::k3s::K3sReport;
 use super::pairing::KeyUse;
 use super::record::{EntryRecord, HistoryRecord, ResidueRecord, WalRecord};
@@ -258,12 +259,44 @@ const ENTRY_RULES: &[Rule] = &[
     },
 ];
 
+/// How many live entries each entry rule matched, with the first examples
+/// (in the order entries are tallied: key order).
+pub(super) struct RuleHits([(u64, Vec<String>); ENTRY_RULES.len()]);
+
+impl Default for RuleHits {
+    fn default() -> Self {
+        RuleHits(std::array::from_fn(|_| (0, Vec::new())))
+    }
+}
+
+impl RuleHits {
+    pub(super) fn add(&mut self, entry: &EntryRecord) {
+        for (rule, (count, examples)) in ENTRY_RULES.iter().zip(&mut self.0) {
+            if (rule.matches)(entry) {
+                *count += 1;
+                if examples.len() < MAX_EXAMPLES {
+                    examples.push(entry.at.key.clone());
+                }
+            }
+        }
+    }
+
+    fn findings(self) -> impl Iterator<Item = Finding> {
+        ENTRY_RULES.iter().zip(self.0).filter(|(_, (n, _))| *n > 0).map(|(rule, (n, examples))| {
+            Finding::new(rule.severity, rule.code, n, (rule.message)(n), examples.into_iter())
+        })
+    }
+}
+
 /// Everything one backup's findings are drawn from.
 pub struct Facts<'a> {
     pub integrity: &'a Integrity,
     /// The bbolt size (high-water mark), when the backup has pages.
     pub db_size: Option<u64>,
-    pub entries: &'a [EntryRecord],
+    /// The live entries, tallied as they were judged.
+    pub(super) rules: RuleHits,
+    /// The seals of the live entries; those of older revisions are added here.
+    pub(super) nonces: NonceLedger,
     pub history: Option<&'a [HistoryRecord]>,
     pub residue: Option<&'a [ResidueRecord]>,
     pub wal: Option<&'a [WalRecord]>,
@@ -271,45 +304,34 @@ pub struct Facts<'a> {
     pub k3s: Option<&'a K3sReport>,
 }
 
-pub fn findings(facts: &Facts, judge: &Judge) -> Vec<Finding> {
-    let Facts { integrity, db_size, entries, history, residue, wal, keys, k3s } = *facts;
+pub fn findings(facts: Facts, judge: &Judge) -> Vec<Finding> {
+    let Facts { integrity, db_size, rules, mut nonces, history, residue, wal, keys, k3s } = facts;
     let mut out = Vec::new();
     out.extend(db_size.and_then(quota_finding));
     if !integrity.ok {
         out.push(integrity_finding(integrity));
     }
-    for rule in ENTRY_RULES {
-        let hits: Vec<&EntryRecord> = entries.iter().filter(|e| (rule.matches)(e)).collect();
-        if !hits.is_empty() {
-            let examples = hits.iter().map(|e| e.at.key.clone());
-            out.push(Finding::new(
-                rule.severity,
-                rule.code,
-                hits.len() as u64,
-                (rule.message)(hits.len() as u64),
-                examples,
-            ));
-        }
-    }
+    out.extend(rules.findings());
     if let Some(history) = history {
         out.extend(history_findings(history));
     }
     out.extend(exposure_findings(residue, wal));
     out.extend(kms_plugin_finding(keys));
     out.extend(super::hygiene::key_and_config_findings(judge));
-    let at = |key: &str, rev: Option<i64>| rev.map_or_else(|| key.to_string(), |r| format!("{key}@{r}"));
-    let values = entries.iter().map(|e| (&e.verdict, at(&e.at.key, Some(e.mod_revision))));
-    let older = history
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|h| Some((h.verdict.as_ref()?, at(&h.at.key, Some(h.mod_revision)))));
-    let carved = residue
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|r| Some((r.verdict.as_ref()?, at(&r.at.key, Some(r.mod_revision)))));
-    let logged =
-        wal.unwrap_or(&[]).iter().map(|w| (&w.verdict, format!("{} (WAL index {})", w.at.key, w.raft_index)));
-    out.extend(super::hygiene::nonce_findings(values.chain(older).chain(carved).chain(logged)));
+    for h in history.unwrap_or(&[]) {
+        if let Some(v) = &h.verdict {
+            nonces.add(v, || format!("{}@{}", h.at.key, h.mod_revision));
+        }
+    }
+    for r in residue.unwrap_or(&[]) {
+        if let Some(v) = &r.verdict {
+            nonces.add(v, || format!("{}@{}", r.at.key, r.mod_revision));
+        }
+    }
+    for w in wal.unwrap_or(&[]) {
+        nonces.add(&w.verdict, || format!("{} (WAL index {})", w.at.key, w.raft_index));
+    }
+    out.extend(nonces.findings());
     out.extend(k3s.map(k3s_findings).unwrap_or_default());
     out.extend(judge_findings(judge));
     out.sort_by(|a, b| {

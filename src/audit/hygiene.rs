@@ -3,7 +3,7 @@
 //! plaintext or use what the docs and the CIS benchmark advise against.
 //! Findings only: verdict classes never change here.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
@@ -177,62 +177,108 @@ pub fn lint(configs: &[EncryptionConfig]) -> Vec<Finding> {
         .collect()
 }
 
-/// The distinct ciphertexts one (key, nonce) sealed, and where they are.
-type NonceGroup = (HashSet<[u8; 16]>, Vec<String>);
+/// The ciphertexts one (key, nonce) sealed, distinct by digest, and where
+/// the first of each is: one pair for a nonce used once, as it should be.
+struct NonceGroup {
+    first: ([u8; 16], Box<str>),
+    more: Vec<([u8; 16], Box<str>)>,
+}
 
 /// Nonce reuse and write budgets over every value judged (live, history,
-/// residue, WAL): two different ciphertexts under one key with one nonce
-/// reveal their XOR and, for GCM, the authentication key.
-pub fn nonce_findings<'a>(values: impl Iterator<Item = (&'a Verdict, String)>) -> Vec<Finding> {
-    let mut groups: BTreeMap<(&'a str, &'a [u8]), NonceGroup> = BTreeMap::new();
-    let mut per_key: BTreeMap<&'a str, HashSet<[u8; 16]>> = BTreeMap::new();
+/// residue, WAL), tallied one verdict at a time: two different ciphertexts
+/// under one key with one nonce reveal their XOR and, for GCM, the
+/// authentication key. Holds one group per sealed value (about a hundred
+/// bytes; plain and aescbc values cost nothing).
+#[derive(Default)]
+pub struct NonceLedger {
+    keys: BTreeMap<String, HashMap<Vec<u8>, NonceGroup>>,
+}
+
+impl NonceLedger {
+    /// Notes the seal of `verdict`, if any; `at` says where it is, and is
+    /// only called for a ciphertext not seen before under that nonce.
+    pub fn add(&mut self, verdict: &Verdict, at: impl FnOnce() -> String) {
+        let Some(Seal { key, nonce, ciphertext }) = verdict.seal.as_deref() else { return };
+        if !self.keys.contains_key(key.as_str()) {
+            self.keys.insert(key.clone(), HashMap::new());
+        }
+        let Some(nonces) = self.keys.get_mut(key.as_str()) else { return };
+        match nonces.get_mut(nonce.as_slice()) {
+            None => {
+                let first = (*ciphertext, at().into_boxed_str());
+                nonces.insert(nonce.clone(), NonceGroup { first, more: vec![] });
+            }
+            Some(group) => {
+                if group.first.0 != *ciphertext && group.more.iter().all(|(c, _)| c != ciphertext) {
+                    group.more.push((*ciphertext, at().into_boxed_str()));
+                }
+            }
+        }
+    }
+
+    pub fn findings(self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut reused: Vec<(&str, &[u8], Vec<&str>)> = Vec::new();
+        let mut spent: Vec<(&str, usize)> = Vec::new();
+        for (key, nonces) in &self.keys {
+            let mut here: Vec<(&[u8], Vec<&str>)> = nonces
+                .iter()
+                .filter(|(_, g)| !g.more.is_empty())
+                .map(|(nonce, g)| {
+                    let at = std::iter::once(&g.first).chain(&g.more).map(|(_, at)| &**at).collect();
+                    (nonce.as_slice(), at)
+                })
+                .collect();
+            here.sort();
+            reused.extend(here.into_iter().map(|(nonce, at)| (key.as_str(), nonce, at)));
+            let ciphertexts = nonces.values().map(|g| 1 + g.more.len()).sum();
+            if key.starts_with("aesgcm:") && ciphertexts >= GCM_WRITE_BUDGET {
+                spent.push((key, ciphertexts));
+            }
+        }
+        if !reused.is_empty() {
+            let n = reused.len() as u64;
+            let nonce_digest = |nonce: &[u8]| format!("sha256:{}", hex::encode(&sha2_256(nonce)[..8]));
+            let examples = reused
+                .iter()
+                .map(|(key, nonce, at)| format!("{key} nonce {}: {}", nonce_digest(nonce), at.join(", ")));
+            let mut f = Finding::new(
+                Severity::Critical,
+                Code::GcmNonceReuse,
+                n,
+                format!("{n} nonces were used for more than one ciphertext under the same key: the plaintexts' XOR and, for AES-GCM, the authentication key are exposed"),
+                examples,
+            );
+            f.details = reused
+                .iter()
+                .map(|(key, nonce, at)| json!({"key": key, "nonce": nonce_digest(nonce), "etcd_keys": at}))
+                .collect();
+            out.push(with(f, &[DOCS_ENCRYPT], "Rotate the key now (new key first, rewrite all Secrets, remove the old key) and treat the affected values as exposed."));
+        }
+        if !spent.is_empty() {
+            let n = spent.len() as u64;
+            let mut f = Finding::new(
+                Severity::Medium,
+                Code::GcmWriteBudget,
+                n,
+                format!("{n} aesgcm keys have at least {GCM_WRITE_BUDGET} distinct ciphertexts in this backup (a lower bound of their writes): the docs say to rotate every 200,000 writes"),
+                spent.iter().map(|(k, c)| format!("{k}: {c} ciphertexts")),
+            );
+            f.details = spent.iter().map(|(k, c)| json!({"key": k, "ciphertexts": c})).collect();
+            out.push(with(f, &[DOCS_ENCRYPT], "Rotate the aesgcm key, or move to KMS v2 or secretbox."));
+        }
+        out
+    }
+}
+
+/// [`NonceLedger`] findings over a list of values and where they are.
+#[cfg(test)]
+fn nonce_findings<'a>(values: impl Iterator<Item = (&'a Verdict, String)>) -> Vec<Finding> {
+    let mut ledger = NonceLedger::default();
     for (verdict, at) in values {
-        let Some(seal) = verdict.seal.as_deref() else { continue };
-        let Seal { key, nonce, ciphertext } = seal;
-        let group = groups.entry((key.as_str(), nonce.as_slice())).or_default();
-        if group.0.insert(*ciphertext) {
-            group.1.push(at);
-        }
-        if key.starts_with("aesgcm:") {
-            per_key.entry(key.as_str()).or_default().insert(*ciphertext);
-        }
+        ledger.add(verdict, || at);
     }
-    let mut out = Vec::new();
-    let reused: Vec<_> = groups.into_iter().filter(|(_, (cts, _))| cts.len() > 1).collect();
-    if !reused.is_empty() {
-        let n = reused.len() as u64;
-        let nonce_digest = |nonce: &[u8]| format!("sha256:{}", hex::encode(&sha2_256(nonce)[..8]));
-        let examples = reused
-            .iter()
-            .map(|((key, nonce), (_, at))| format!("{key} nonce {}: {}", nonce_digest(nonce), at.join(", ")));
-        let mut f = Finding::new(
-            Severity::Critical,
-            Code::GcmNonceReuse,
-            n,
-            format!("{n} nonces were used for more than one ciphertext under the same key: the plaintexts' XOR and, for AES-GCM, the authentication key are exposed"),
-            examples,
-        );
-        f.details = reused
-            .iter()
-            .map(|((key, nonce), (_, at))| json!({"key": key, "nonce": nonce_digest(nonce), "etcd_keys": at}))
-            .collect();
-        out.push(with(f, &[DOCS_ENCRYPT], "Rotate the key now (new key first, rewrite all Secrets, remove the old key) and treat the affected values as exposed."));
-    }
-    let spent: Vec<(&str, usize)> =
-        per_key.iter().map(|(k, cts)| (*k, cts.len())).filter(|(_, n)| *n >= GCM_WRITE_BUDGET).collect();
-    if !spent.is_empty() {
-        let n = spent.len() as u64;
-        let mut f = Finding::new(
-            Severity::Medium,
-            Code::GcmWriteBudget,
-            n,
-            format!("{n} aesgcm keys have at least {GCM_WRITE_BUDGET} distinct ciphertexts in this backup (a lower bound of their writes): the docs say to rotate every 200,000 writes"),
-            spent.iter().map(|(k, c)| format!("{k}: {c} ciphertexts")),
-        );
-        f.details = spent.iter().map(|(k, c)| json!({"key": k, "ciphertexts": c})).collect();
-        out.push(with(f, &[DOCS_ENCRYPT], "Rotate the aesgcm key, or move to KMS v2 or secretbox."));
-    }
-    out
+    ledger.findings()
 }
 
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {

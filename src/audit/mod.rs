@@ -14,6 +14,7 @@ mod pairing;
 mod record;
 mod scan;
 mod scope;
+mod tally;
 mod verdict;
 
 pub use backup::{Backup, Integrity, MetaState};
@@ -22,8 +23,8 @@ pub use findings::{Code, Finding, Reference, Severity};
 pub use inspect::{inspect, EtcdFacts, Inspection, PageCounts};
 pub use pairing::KeyUse;
 pub use record::{
-    EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport, Summary,
-    WalRecord,
+    Entries, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport,
+    Summary, WalRecord,
 };
 pub use scan::{scan, Input, PageReader, ScanOptions};
 pub use scope::Scope;
@@ -46,6 +47,8 @@ pub enum AuditError {
     Bolt(#[from] BoltError),
     #[error("no `key` bucket: this bbolt file is not an etcd v3 database")]
     NotEtcd,
+    #[error("spooling entries to scratch space: {0}")]
+    Spool(#[source] std::io::Error),
 }
 
 /// Exit codes of DESIGN.md: with several sources the highest wins.

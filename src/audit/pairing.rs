@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::record::EntryRecord;
-use super::verdict::{Class, Judge};
-use crate::encryption::{KmsApi, PluginReport, Provider, ProviderKind};
+use super::verdict::{Class, Judge, Verdict};
+use crate::encryption::{KeyId, KmsApi, PluginReport, Provider, ProviderKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyUse {
@@ -36,54 +35,86 @@ pub struct KeyUse {
 
 type Slot = (ProviderKind, String, Option<KmsApi>, Option<String>);
 
-pub fn pairing(entries: &[EntryRecord], judge: &Judge) -> Vec<KeyUse> {
-    let mut uses: BTreeMap<Slot, KeyUse> = BTreeMap::new();
-    for e in entries {
-        let v = &e.verdict;
-        let (Some(provider), Some(name)) = (v.provider, v.key_name.clone()) else {
-            continue;
+/// The keys a backup's live values name, tallied one verdict at a time.
+#[derive(Default)]
+pub(super) struct KeyTally {
+    rows: BTreeMap<Slot, Count>,
+    /// The slot of the previous verdict: neighbouring values mostly share a
+    /// key, and a hit needs no allocation.
+    last: Option<Slot>,
+}
+
+#[derive(Default)]
+struct Count {
+    entries: u64,
+    decryptable: u64,
+    /// The key that last opened a value (of several keys with one name,
+    /// the report shows the one that opened the values).
+    opened_by: Option<KeyId>,
+}
+
+impl KeyTally {
+    pub(super) fn add(&mut self, v: &Verdict) {
+        let (Some(provider), Some(name)) = (v.provider, v.key_name.as_deref()) else {
+            return;
         };
         if v.class == Class::Malformed {
-            continue;
+            return;
         }
-        let slot = (provider, name.clone(), v.kms_api, v.key_id.clone());
-        let row = uses.entry(slot).or_insert_with(|| {
-            let configured = judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name);
-            KeyUse {
-                provider,
-                available: match v.kms_api {
-                    Some(api) => kms_plugin(judge, api, &name)
-                        .is_some_and(|p| judge.keyring.kms_plugins().available(p)),
-                    None => judge.keyring.has(provider, &name),
-                },
-                write_key: match v.kms_api {
-                    Some(api) => is_kms_write_key(judge, api, &name, v.key_id.as_deref()),
-                    None => is_write_key(judge, provider, &name),
-                },
-                plugin: v
-                    .kms_api
-                    .and_then(|api| kms_plugin(judge, api, &name))
-                    .map(|p| judge.keyring.kms_plugins().report(p)),
-                fingerprint: configured.map(|k| k.fingerprint()),
-                origin: configured.map(|k| k.origin.clone()),
-                name,
-                kms_api: v.kms_api,
-                key_id: v.key_id.clone(),
-                entries: 0,
-                decryptable: 0,
-            }
-        });
-        row.entries += 1;
+        let same = |s: &Slot| {
+            s.0 == provider && s.1 == name && s.2 == v.kms_api && s.3.as_deref() == v.key_id.as_deref()
+        };
+        if !self.last.as_ref().is_some_and(same) {
+            self.last = Some((provider, name.to_owned(), v.kms_api, v.key_id.clone()));
+        }
+        let Some(slot) = &self.last else { return };
+        if !self.rows.contains_key(slot) {
+            self.rows.insert(slot.clone(), Count::default());
+        }
+        let Some(count) = self.rows.get_mut(slot) else { return };
+        count.entries += 1;
         if v.class == Class::Decryptable {
-            row.decryptable += 1;
+            count.decryptable += 1;
         }
-        if let Some(key) = v.key {
-            // Of several keys with one name, show the one that opened the values.
-            row.fingerprint = Some(judge.keyring.key(key).fingerprint());
-            row.origin = Some(judge.keyring.key(key).origin.clone());
+        if v.key.is_some() {
+            count.opened_by = v.key;
         }
     }
-    uses.into_values().collect()
+
+    /// One row per key, with what the supplied configs and plugins say of it.
+    pub(super) fn finish(self, judge: &Judge) -> Vec<KeyUse> {
+        self.rows
+            .into_iter()
+            .map(|((provider, name, kms_api, key_id), count)| {
+                let configured = match count.opened_by {
+                    Some(key) => Some(judge.keyring.key(key)),
+                    None => judge.keyring.keys().iter().find(|k| k.kind == provider && k.name == name),
+                };
+                KeyUse {
+                    provider,
+                    available: match kms_api {
+                        Some(api) => kms_plugin(judge, api, &name)
+                            .is_some_and(|p| judge.keyring.kms_plugins().available(p)),
+                        None => judge.keyring.has(provider, &name),
+                    },
+                    write_key: match kms_api {
+                        Some(api) => is_kms_write_key(judge, api, &name, key_id.as_deref()),
+                        None => is_write_key(judge, provider, &name),
+                    },
+                    plugin: kms_api
+                        .and_then(|api| kms_plugin(judge, api, &name))
+                        .map(|p| judge.keyring.kms_plugins().report(p)),
+                    fingerprint: configured.map(|k| k.fingerprint()),
+                    origin: configured.map(|k| k.origin.clone()),
+                    name,
+                    kms_api,
+                    key_id,
+                    entries: count.entries,
+                    decryptable: count.decryptable,
+                }
+            })
+            .collect()
+    }
 }
 
 fn kms_plugin<'j>(judge: &'j Judge, api: KmsApi, name: &str) -> Option<&'j crate::encryption::kms::Plugin> {

@@ -3,8 +3,11 @@
 //! or reads these; this module depends on none of them.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::findings::Finding;
 use super::pairing::KeyUse;
@@ -25,7 +28,9 @@ pub struct ScanReport {
     pub summary: Summary,
     pub forensics: Forensics,
     pub keys: Vec<KeyUse>,
-    pub entries: Vec<EntryRecord>,
+    /// Every live entry in key order, spooled to a scratch file as judged
+    /// (when the caller keeps entries) and written out from there.
+    pub entries: Entries,
     pub history: Option<Vec<HistoryRecord>>,
     pub residue: Option<Vec<ResidueRecord>>,
     pub wal: Option<Vec<WalRecord>>,
@@ -51,17 +56,27 @@ pub struct EtcdSummary {
 }
 
 /// Counts per class, every class present (zero when none).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Summary(pub BTreeMap<&'static str, u64>);
 
+impl Default for Summary {
+    fn default() -> Self {
+        Summary(Class::ALL.iter().map(|c| (c.as_str(), 0)).collect())
+    }
+}
+
 impl Summary {
     pub(super) fn of<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> Self {
-        let mut counts: BTreeMap<_, _> = Class::ALL.iter().map(|c| (c.as_str(), 0)).collect();
+        let mut summary = Summary::default();
         for v in verdicts {
-            *counts.entry(v.class.as_str()).or_default() += 1;
+            summary.add(v.class);
         }
-        Summary(counts)
+        summary
+    }
+
+    pub(super) fn add(&mut self, class: Class) {
+        *self.0.entry(class.as_str()).or_default() += 1;
     }
 
     pub fn get(&self, class: Class) -> u64 {
@@ -93,6 +108,81 @@ impl Location {
             namespace: rk.namespace.map(str::to_owned),
             name: rk.name.to_owned(),
         }
+    }
+}
+
+/// The live entries of a report: how many, and (when kept) the scratch file
+/// holding each as one line of JSON, in key order. Serializes as a JSON
+/// array read back from the file, so a report of millions of entries is
+/// never held in memory.
+#[derive(Debug, Default)]
+pub struct Entries {
+    count: u64,
+    spool: Option<File>,
+}
+
+impl Entries {
+    /// How many live entries the backup has (kept or not).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Every kept entry as parsed JSON (tests and small reports).
+    pub fn to_values(&self) -> std::io::Result<Vec<serde_json::Value>> {
+        self.lines(|line| serde_json::from_str(line).map_err(std::io::Error::from))
+    }
+
+    fn lines<T>(&self, mut each: impl FnMut(&str) -> std::io::Result<T>) -> std::io::Result<Vec<T>> {
+        let Some(mut file) = self.spool.as_ref() else { return Ok(vec![]) };
+        file.seek(SeekFrom::Start(0))?;
+        let mut out = Vec::new();
+        let mut line = String::new();
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        while reader.read_line(&mut line)? > 0 {
+            out.push(each(line.trim_end())?);
+            line.clear();
+        }
+        Ok(out)
+    }
+}
+
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(self.spool.as_ref().map(|_| self.count as usize))?;
+        if let Some(mut file) = self.spool.as_ref() {
+            file.seek(SeekFrom::Start(0)).map_err(S::Error::custom)?;
+            let mut reader = BufReader::with_capacity(1 << 16, file);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map_err(S::Error::custom)? > 0 {
+                let raw: &RawValue = serde_json::from_str(line.trim_end()).map_err(S::Error::custom)?;
+                seq.serialize_element(raw)?;
+                line.clear();
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Where judged entries are written as they come: JSON lines in an unlinked
+/// scratch file (0600).
+pub(super) struct Spool {
+    out: BufWriter<File>,
+}
+
+impl Spool {
+    pub(super) fn new() -> std::io::Result<Spool> {
+        Ok(Spool { out: BufWriter::with_capacity(1 << 20, crate::source::scratch::file()?) })
+    }
+
+    /// Appends entries already serialized, one JSON object per line.
+    pub(super) fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(lines)
+    }
+
+    pub(super) fn finish(spool: Option<Spool>, count: u64) -> std::io::Result<Entries> {
+        let spool = spool.map(|s| s.out.into_inner().map_err(|e| e.into_error())).transpose()?;
+        Ok(Entries { count, spool })
     }
 }
 

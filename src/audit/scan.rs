@@ -12,11 +12,11 @@ use super::cluster::{self, Cluster, TakenAt};
 use super::findings::{findings, Facts};
 use super::forensics::{self, KeyFilter};
 use super::k3s::{self, Bootstrap, K3sReport};
-use super::pairing::pairing;
 use super::record::{
-    null_class, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport,
-    Summary, WalRecord,
+    null_class, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport, Summary,
+    WalRecord,
 };
+use super::tally::{KeyRev, Tally};
 use super::verdict::Judge;
 use super::{AuditError, Backup, Integrity, Scope};
 use crate::container::gardener::Delta;
@@ -24,7 +24,7 @@ use crate::container::Trailer;
 use crate::encryption::k3s::Token;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
-use crate::k8s::{detect_prefix, RegistryKey};
+use crate::k8s::{detect_prefix, elect_prefix, prefix_votes, RegistryKey};
 
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -42,6 +42,9 @@ pub struct ScanOptions {
     pub max_age: Option<std::time::Duration>,
     /// `--now` (Unix seconds) for reproducible ages; the clock when unset.
     pub now: Option<i64>,
+    /// Keep every live entry for the report (spooled to a scratch file);
+    /// otherwise entries are only counted and tallied into findings.
+    pub keep_entries: bool,
 }
 
 /// Feeds every page of a Range read to its argument; returns the revision read at.
@@ -72,19 +75,33 @@ pub fn scan(
     scope: &Scope,
     opts: &ScanOptions,
 ) -> Result<ScanReport, AuditError> {
+    let tally = Tally::new(opts.keep_entries).map_err(AuditError::Spool)?;
     let read = match input {
-        Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts)?,
-        Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts),
-        Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope)?,
-        Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts),
+        Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts, tally)?,
+        Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts, tally)?,
+        Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope, tally)?,
+        Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts, tally)?,
     };
-    Ok(assemble(container, read, judge, opts))
+    assemble(container, read, judge, opts)
 }
 
-/// One row of the `key` bucket (or its equivalent) that passed the prefix filter.
+/// One row of the `key` bucket (or its equivalent).
+#[derive(Clone, Copy)]
 struct Row<'a> {
     rev: Revision,
     kv: KeyValueRef<'a>,
+}
+
+impl<'a> Row<'a> {
+    fn key_rev(&self) -> KeyRev<'a> {
+        KeyRev {
+            key: self.kv.key,
+            value: self.kv.value,
+            main: self.rev.main,
+            sub: u32::try_from(self.rev.sub).unwrap_or(u32::MAX),
+            tombstone: self.rev.tombstone,
+        }
+    }
 }
 
 /// What an attacker reads beyond the live entries, as far as it was asked for.
@@ -102,7 +119,8 @@ struct Read {
     taken_at: Option<TakenAt>,
     integrity: Integrity,
     etcd: EtcdSummary,
-    entries: Vec<EntryRecord>,
+    /// The live entries, judged and tallied.
+    tally: Tally,
     exposure: Exposure,
     k3s: Option<K3sReport>,
     judge: Option<Judge>,
@@ -184,25 +202,30 @@ fn bolt(
     judge: &Judge,
     scope: &Scope,
     opts: &ScanOptions,
+    mut tally: Tally,
 ) -> Result<Read, AuditError> {
     let bucket = backup.layout.bucket(KEY_BUCKET).ok_or(AuditError::NotEtcd)?;
-    let (rows, undecodable) = read_rows(&bucket.leaves);
+    let prefix = opts.etcd_prefix.clone().unwrap_or_else(|| bucket_prefix(&bucket.leaves).to_string());
+    let filter = KeyFilter { prefix: &prefix, scope };
+    let wanted = Wanted::new(&prefix);
+    let pass = read_bucket(&bucket.leaves, &filter, &wanted, opts);
     let cluster_id = wal.into_iter().flatten().find_map(|(_, w)| w.cluster_id);
-    let carved = if opts.residue { carved_bootstrap(backup, &rows) } else { vec![] };
-    let boot = bootstrap(&rows, wal, carved, opts);
+    let carved = if opts.residue { carved_bootstrap(backup, &pass.special) } else { vec![] };
+    let boot = bootstrap(&pass.special, wal, carved, opts);
     let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
     let judge = extended.as_ref().unwrap_or(judge);
-    let prefix = prefix_of(opts, &rows);
-    let filter = KeyFilter { prefix: &prefix, scope };
-    let residue = opts.residue.then(|| {
-        let in_tree: HashSet<(i64, i64)> = rows.iter().map(|r| (r.rev.main, r.rev.sub)).collect();
-        forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
-    });
+    let residue = opts
+        .residue
+        .then(|| forensics::residue(&backup.db, &backup.layout.reachable, &pass.revisions, &filter, judge));
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
-    let (mut cluster, taken_at) = cluster_of(&rows, &prefix, Some(&backup.layout));
+    let (mut cluster, taken_at) = cluster_of(&pass.special, &wanted, Some(&backup.layout));
     cluster.etcd_cluster_id = cluster_id.map(|id| format!("{id:x}"));
     let cluster = Some(cluster);
-    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
+    let (live, history) = match pass.rows {
+        Some(rows) => group(rows, &filter, judge, true),
+        None => (newest(pass.revs), None),
+    };
+    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
         revision: rows_revision(&bucket.leaves),
@@ -213,7 +236,7 @@ fn bolt(
         page_size: Some(backup.db.page_size()),
         size_bytes: backup.db.size(),
         etcd_prefix: prefix.clone(),
-        undecodable_rows: undecodable,
+        undecodable_rows: pass.undecodable,
     };
     let exposure = Exposure { history, residue, wal };
     let k3s = boot.map(|b| b.report);
@@ -222,14 +245,21 @@ fn bolt(
         taken_at,
         integrity: backup.integrity.clone(),
         etcd,
-        entries,
+        tally,
         exposure,
         k3s,
         judge: extended,
     })
 }
 
-fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
+fn delta(
+    delta: &Delta,
+    size_bytes: u64,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+    mut tally: Tally,
+) -> Result<Read, AuditError> {
     let mut rows: Vec<Row> = Vec::with_capacity(delta.events.len());
     let mut sub = 0;
     for (i, e) in delta.events.iter().enumerate() {
@@ -252,9 +282,10 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
-    let (cluster, taken_at) = cluster_of(&rows, &prefix, None);
+    let (cluster, taken_at) = cluster_of(&rows, &Wanted::new(&prefix), None);
     let cluster = Some(cluster);
-    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
+    let (live, history) = group(rows, &filter, judge, opts.history);
+    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
     let integrity = Integrity {
         sha256_trailer: delta.hash,
         meta: vec![],
@@ -274,16 +305,16 @@ fn delta(delta: &Delta, size_bytes: u64, judge: &Judge, scope: &Scope, opts: &Sc
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read {
+    Ok(Read {
         cluster,
         taken_at,
         integrity,
         etcd,
-        entries,
+        tally,
         exposure,
         k3s: boot.map(|b| b.report),
         judge: extended,
-    }
+    })
 }
 
 fn range(
@@ -292,16 +323,21 @@ fn range(
     prefix: &str,
     judge: &Judge,
     scope: &Scope,
+    mut tally: Tally,
 ) -> Result<Read, AuditError> {
     let filter = KeyFilter { prefix, scope };
-    let mut entries = Vec::new();
+    let mut spooled = Ok(());
     let revision = pages(&mut |page| {
         let rows: Vec<Row> = page
             .iter()
             .map(|kv| Row { rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false }, kv: *kv })
             .collect();
-        entries.extend(judge_rows(rows, &filter, judge, false).0);
+        let (live, _) = group(rows, &filter, judge, false);
+        if spooled.is_ok() {
+            spooled = tally.judge(&live, &filter, judge);
+        }
     })?;
+    spooled.map_err(AuditError::Spool)?;
     let integrity = Integrity {
         sha256_trailer: Trailer::Absent,
         meta: vec![],
@@ -327,14 +363,21 @@ fn range(
         taken_at: None,
         integrity,
         etcd,
-        entries,
+        tally,
         exposure: Exposure::default(),
         k3s: None,
         judge: None,
     })
 }
 
-fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOptions) -> Read {
+fn salvage(
+    bytes: &[u8],
+    why: &str,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+    mut tally: Tally,
+) -> Result<Read, AuditError> {
     let (db_bytes, _) = crate::container::split_trailer(bytes);
     let salvaged = crate::bolt::salvage(db_bytes);
     let mut seen = HashSet::new();
@@ -352,9 +395,10 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
     let prefix = prefix_of(opts, &rows);
     let filter = KeyFilter { prefix: &prefix, scope };
     let revision = rows.iter().map(|r| r.rev.main).max().unwrap_or(0);
-    let (cluster, taken_at) = cluster_of(&rows, &prefix, None);
+    let (cluster, taken_at) = cluster_of(&rows, &Wanted::new(&prefix), None);
     let cluster = Some(cluster);
-    let (entries, history) = judge_rows(rows, &filter, judge, opts.history);
+    let (live, history) = group(rows, &filter, judge, opts.history);
+    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
     let integrity = Integrity {
         sha256_trailer: crate::container::verify_trailer(bytes),
         meta: vec![],
@@ -379,7 +423,7 @@ fn salvage(bytes: &[u8], why: &str, judge: &Judge, scope: &Scope, opts: &ScanOpt
         undecodable_rows: 0,
     };
     let exposure = Exposure { history, ..Exposure::default() };
-    Read { cluster, taken_at, integrity, etcd, entries, exposure, k3s: None, judge: None }
+    Ok(Read { cluster, taken_at, integrity, etcd, tally, exposure, k3s: None, judge: None })
 }
 
 /// `backup-too-old`: taken longer ago than `--max-age` (a backup whose time
@@ -421,87 +465,211 @@ fn newest_live<'a>(rows: &[Row<'a>], wanted: impl Fn(&[u8]) -> bool) -> Vec<(&'a
     newest.into_values().filter(|r| !r.rev.tombstone).map(|r| (r.kv.key, r.kv.value)).collect()
 }
 
+/// The keys the cluster's identity and `taken_at` are read from.
+struct Wanted {
+    namespace: String,
+    kubeadm: String,
+    nodes: String,
+    node_leases: String,
+    system_leases: String,
+    prefix: String,
+}
+
+impl Wanted {
+    fn new(prefix: &str) -> Wanted {
+        Wanted {
+            namespace: format!("{prefix}/namespaces/kube-system"),
+            kubeadm: format!("{prefix}/configmaps/kube-system/kubeadm-config"),
+            nodes: format!("{prefix}/minions/"),
+            node_leases: format!("{prefix}/leases/kube-node-lease/"),
+            system_leases: format!("{prefix}/leases/kube-system/"),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn identity(&self, k: &[u8]) -> bool {
+        k == self.namespace.as_bytes() || k == self.kubeadm.as_bytes() || k.starts_with(self.nodes.as_bytes())
+    }
+
+    fn lease(&self, k: &[u8]) -> bool {
+        k.starts_with(self.node_leases.as_bytes()) || k.starts_with(self.system_leases.as_bytes())
+    }
+
+    /// Any key read apart from the entries: identity, leases, k3s bootstrap data.
+    fn any(&self, k: &[u8]) -> bool {
+        self.identity(k) || self.lease(k) || k3s::bootstrap_hash(k).is_some()
+    }
+}
+
 /// The cluster's identity from the newest revision of the few keys that
 /// carry it (and etcd's members bucket when there are pages), and when the
 /// backup was taken.
 fn cluster_of(
     rows: &[Row],
-    prefix: &str,
+    wanted: &Wanted,
     layout: Option<&crate::bolt::Layout>,
 ) -> (Cluster, Option<TakenAt>) {
-    let (namespace, kubeadm, nodes) = (
-        format!("{prefix}/namespaces/kube-system"),
-        format!("{prefix}/configmaps/kube-system/kubeadm-config"),
-        format!("{prefix}/minions/"),
-    );
-    let wanted =
-        |k: &[u8]| k == namespace.as_bytes() || k == kubeadm.as_bytes() || k.starts_with(nodes.as_bytes());
-    let cluster = cluster::identify(prefix, newest_live(rows, wanted).into_iter(), layout);
-    let (node_leases, system_leases) =
-        (format!("{prefix}/leases/kube-node-lease/"), format!("{prefix}/leases/kube-system/"));
-    let leases = newest_live(rows, |k| {
-        k.starts_with(node_leases.as_bytes()) || k.starts_with(system_leases.as_bytes())
-    });
-    (cluster, cluster::taken_at(prefix, leases.into_iter()))
+    let cluster =
+        cluster::identify(&wanted.prefix, newest_live(rows, |k| wanted.identity(k)).into_iter(), layout);
+    let leases = newest_live(rows, |k| wanted.lease(k));
+    (cluster, cluster::taken_at(&wanted.prefix, leases.into_iter()))
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {
     opts.etcd_prefix.clone().unwrap_or_else(|| detect_prefix(rows.iter().map(|r| r.kv.key)).to_string())
 }
 
-/// Keeps the newest revision of every in-scope key as its entry (none when
-/// it is a tombstone) and, when asked, judges every other revision too.
-fn judge_rows(
-    mut rows: Vec<Row>,
+/// The prefix most keys of the `key` bucket use, leaves counted in parallel.
+fn bucket_prefix(leaves: &[crate::bolt::Leaf]) -> &'static str {
+    let votes = leaves
+        .par_iter()
+        .map(|leaf| {
+            prefix_votes(
+                leaf.page.leaf_items().map_while(Result::ok).filter_map(|item| Some(row(&item)?.kv.key)),
+            )
+        })
+        .reduce(Default::default, |a, b| std::array::from_fn(|i| a[i] + b[i]));
+    elect_prefix(votes)
+}
+
+/// A `key` bucket item as a row: a revision key and a KeyValue.
+fn row<'a>(item: &crate::bolt::LeafItem<'a>) -> Option<Row<'a>> {
+    match (item.is_bucket(), Revision::parse(item.key), KeyValueRef::decode(item.value)) {
+        (false, Some(rev), Ok(kv)) => Some(Row { rev, kv }),
+        _ => None,
+    }
+}
+
+/// What one pass over the `key` bucket keeps.
+#[derive(Default)]
+struct Pass<'a> {
+    /// Every revision of the in-scope keys, small (without `--history`).
+    revs: Vec<KeyRev<'a>>,
+    /// Every in-scope row (with `--history`, which judges them all).
+    rows: Option<Vec<Row<'a>>>,
+    /// Every revision of the keys [`Wanted`] names, in or out of scope.
+    special: Vec<Row<'a>>,
+    /// (main, sub) of every row: what the tree holds (with `--residue`).
+    revisions: HashSet<(i64, i64)>,
+    /// Items that are not a revision key with a KeyValue.
+    undecodable: u64,
+}
+
+/// Leaves decoded at once: the rows of a batch are held until merged.
+const LEAF_BATCH: usize = 1024;
+
+/// One pass over the `key` bucket: leaves are decoded and filtered in
+/// parallel, a batch at a time, and their rows kept in revision order.
+fn read_bucket<'a>(
+    leaves: &[crate::bolt::Leaf<'a>],
+    filter: &KeyFilter,
+    wanted: &Wanted,
+    opts: &ScanOptions,
+) -> Pass<'a> {
+    /// A row, whether it is in scope, and whether [`Wanted`] reads it.
+    type Kept<'a> = (Row<'a>, bool, bool);
+    let mut pass = Pass { rows: opts.history.then(Vec::new), ..Pass::default() };
+    for batch in leaves.chunks(LEAF_BATCH) {
+        let decoded: Vec<(Vec<Kept<'a>>, u64)> = batch
+            .par_iter()
+            .map(|leaf| {
+                let (mut kept, mut bad) = (Vec::new(), 0);
+                for item in leaf.page.leaf_items().map_while(Result::ok) {
+                    let Some(row) = row(&item) else {
+                        bad += 1;
+                        continue;
+                    };
+                    let (in_scope, special) = (filter.parse(row.kv.key).is_some(), wanted.any(row.kv.key));
+                    if in_scope || special || opts.residue {
+                        kept.push((row, in_scope, special));
+                    }
+                }
+                (kept, bad)
+            })
+            .collect();
+        for (kept, bad) in decoded {
+            pass.undecodable += bad;
+            for (row, in_scope, special) in kept {
+                if opts.residue {
+                    pass.revisions.insert((row.rev.main, row.rev.sub));
+                }
+                if special {
+                    pass.special.push(row);
+                }
+                match &mut pass.rows {
+                    _ if !in_scope => {}
+                    Some(rows) => rows.push(row),
+                    None => pass.revs.push(row.key_rev()),
+                }
+            }
+        }
+    }
+    pass
+}
+
+/// The newest revision of every key, tombstones dropped, in key order;
+/// sorted and deduplicated in place.
+fn newest(mut revs: Vec<KeyRev>) -> Vec<KeyRev> {
+    revs.par_sort_unstable_by(|a, b| a.key.cmp(b.key).then((b.main, b.sub).cmp(&(a.main, a.sub))));
+    revs.dedup_by(|later, first| later.key == first.key);
+    revs.retain(|r| !r.tombstone);
+    revs
+}
+
+/// Rows in any order, grouped by key: the newest revision of every in-scope
+/// key that is not deleted (in key order) and, when asked, every older
+/// revision judged.
+fn group<'a>(
+    mut rows: Vec<Row<'a>>,
     filter: &KeyFilter,
     judge: &Judge,
     with_history: bool,
-) -> (Vec<EntryRecord>, Option<Vec<HistoryRecord>>) {
+) -> (Vec<KeyRev<'a>>, Option<Vec<HistoryRecord>>) {
     rows.retain(|r| r.kv.key.starts_with(filter.prefix.as_bytes()));
     rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
     let in_scope: Vec<(RegistryKey, &[Row])> = rows
         .chunk_by(|a, b| a.kv.key == b.kv.key)
         .filter_map(|g| Some((filter.parse(g[0].kv.key)?, g)))
         .collect();
-    // Live keys first, so the parallel map is indexed and collects in place
-    // (a filtering parallel collect would hold the entries twice).
-    let live: Vec<(&RegistryKey, &Row)> =
-        in_scope.iter().filter_map(|(rk, g)| Some((rk, g.last().filter(|r| !r.rev.tombstone)?))).collect();
-    let entries: Vec<EntryRecord> = live
-        .par_iter()
-        .map(|(rk, row)| EntryRecord {
-            at: Location::new(row.kv.key, rk),
-            mod_revision: row.rev.main,
-            verdict: judge.judge(row.kv.key, rk, row.kv.value),
-        })
+    let live = in_scope
+        .iter()
+        .filter_map(|(_, g)| g.last().filter(|r| !r.rev.tombstone))
+        .map(Row::key_rev)
         .collect();
     let history = with_history.then(|| history(&in_scope, judge));
-    (entries, history)
+    (live, history)
 }
 
-fn assemble(container: Vec<String>, read: Read, judge: &Judge, opts: &ScanOptions) -> ScanReport {
-    let Read { cluster, taken_at, integrity, etcd, entries, exposure: x, k3s, judge: extended } = read;
+fn assemble(
+    container: Vec<String>,
+    read: Read,
+    judge: &Judge,
+    opts: &ScanOptions,
+) -> Result<ScanReport, AuditError> {
+    let Read { cluster, taken_at, integrity, etcd, mut tally, exposure: x, k3s, judge: extended } = read;
     let judge = extended.as_ref().unwrap_or(judge);
-    let summary = Summary::of(entries.iter().map(|e| &e.verdict));
+    let entries = tally.entries().map_err(AuditError::Spool)?;
+    let Tally { summary, rules, keys, nonces, .. } = tally;
     let forensics = Forensics {
         history: x.history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
         residue: x.residue.as_ref().map(|r| Summary::of(r.iter().filter_map(|r| r.verdict.as_ref()))),
         wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
-    let keys = pairing(&entries, judge);
+    let keys = keys.finish(judge);
     let facts = Facts {
         integrity: &integrity,
         db_size: etcd.page_size.map(|_| etcd.size_bytes),
-        entries: &entries,
+        rules,
+        nonces,
         history: x.history.as_deref(),
         residue: x.residue.as_deref(),
         wal: x.wal.as_deref(),
         keys: &keys,
         k3s: k3s.as_ref(),
     };
-    let mut findings = findings(&facts, judge);
+    let mut findings = findings(facts, judge);
     findings.extend(age_finding(taken_at.as_ref(), opts));
-    ScanReport {
+    Ok(ScanReport {
         container,
         cluster,
         taken_at,
@@ -517,26 +685,7 @@ fn assemble(container: Vec<String>, read: Read, judge: &Judge, opts: &ScanOption
         findings,
         k3s,
         failed_on: Vec::new(),
-    }
-}
-
-/// Decodes every row of the `key` bucket in parallel, borrowing from the map.
-fn read_rows<'a>(leaves: &[crate::bolt::Leaf<'a>]) -> (Vec<Row<'a>>, u64) {
-    let per_leaf: Vec<(Vec<Row<'a>>, u64)> = leaves
-        .par_iter()
-        .map(|leaf| {
-            let (mut rows, mut bad) = (Vec::with_capacity(leaf.page.count as usize), 0);
-            for item in leaf.page.leaf_items().map_while(Result::ok) {
-                match (Revision::parse(item.key), KeyValueRef::decode(item.value)) {
-                    (Some(rev), Ok(kv)) if !item.is_bucket() => rows.push(Row { rev, kv }),
-                    _ => bad += 1,
-                }
-            }
-            (rows, bad)
-        })
-        .collect();
-    let bad = per_leaf.iter().map(|(_, b)| b).sum();
-    (per_leaf.into_iter().flat_map(|(rows, _)| rows).collect(), bad)
+    })
 }
 
 /// The store's revision: the main revision of the last `key` bucket row.

@@ -166,6 +166,12 @@ fn is_apiserver_identity_lease(resource: &GroupResource, namespace: Option<&str>
 
 /// The prefix in use: the first default that has object keys, by a sample of keys.
 pub fn detect_prefix<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> &'static str {
+    elect_prefix(prefix_votes(keys))
+}
+
+/// How many of `keys` sit under each of [`DEFAULT_PREFIXES`] (votes of
+/// parts of a store add up).
+pub fn prefix_votes<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> [usize; DEFAULT_PREFIXES.len()] {
     let mut counts = [0usize; DEFAULT_PREFIXES.len()];
     for key in keys {
         for (i, p) in DEFAULT_PREFIXES.iter().enumerate() {
@@ -174,6 +180,11 @@ pub fn detect_prefix<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> &'static s
             }
         }
     }
+    counts
+}
+
+/// The prefix with the most keys; the first on a tie (`/registry` for none).
+pub fn elect_prefix(counts: [usize; DEFAULT_PREFIXES.len()]) -> &'static str {
     let best = (0..counts.len()).max_by_key(|&i| (counts[i], usize::MAX - i)).unwrap_or(0);
     DEFAULT_PREFIXES[best]
 }
