@@ -218,15 +218,30 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
         let catalog = catalog.as_ref().expect("only asked with a catalog");
         !args.rescan && catalog.already_audited(&run.seen(source, origin.into())).unwrap_or(false)
     };
+    // What every report gets from its item and the policy, however it was read.
+    let complete = |item: &Item, mut report: ScanReport| {
+        if let Some(name) = audit::k3s::snapshot_name(&item.name) {
+            report.k3s.get_or_insert_with(Default::default).snapshot = Some(name);
+        }
+        if let Some(metadata) = item.origin.user_metadata() {
+            audit::k3s::check_metadata(&mut report, metadata);
+        }
+        report.failed_on = args.fail_on.matched(&report);
+        let content =
+            catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));
+        Ok(Scanned { report, content })
+    };
     let audit = |item: &Item| -> Result<Scanned, AuditError> {
-        let mut report = match &item.payload {
-            Payload::Database { blob, .. } if args.options.salvage && Backup::open(blob.bytes()).is_err() => {
-                let why = Backup::open(blob.bytes()).err().map(|e| e.to_string()).unwrap_or_default();
-                let input = Input::Salvage { bytes: blob.bytes(), why };
-                audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
-            }
+        let report = match &item.payload {
             Payload::Database { blob, wal } => {
-                let backup = Backup::open(blob.bytes())?;
+                let backup = match Backup::open(blob.bytes()) {
+                    Err(e) if args.options.salvage => {
+                        let input = Input::Salvage { bytes: blob.bytes(), why: e.to_string() };
+                        let report = audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?;
+                        return complete(item, report);
+                    }
+                    opened => opened?,
+                };
                 let segments: Option<Vec<(String, wal::WalFile)>> = wal
                     .as_ref()
                     .map(|w| w.iter().map(|(n, b)| (n.clone(), wal::read_wal(b.bytes()))).collect());
@@ -268,16 +283,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
                 audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
             }
         };
-        if let Some(name) = audit::k3s::snapshot_name(&item.name) {
-            report.k3s.get_or_insert_with(Default::default).snapshot = Some(name);
-        }
-        if let Some(metadata) = item.origin.user_metadata() {
-            audit::k3s::check_metadata(&mut report, metadata);
-        }
-        report.failed_on = args.fail_on.matched(&report);
-        let content =
-            catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));
-        Ok(Scanned { report, content })
+        complete(item, report)
     };
     let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _), args.options.salvage);
     let walked = walk::walk(&args.input.sources, &settings, &audit);

@@ -1,3 +1,5 @@
+use std::sync::OnceLock;
+
 use serde::Serialize;
 
 use super::AuditError;
@@ -7,11 +9,15 @@ use crate::etcd::{EtcdMeta, META_BUCKET};
 
 /// One backup, opened and walked once; every audit reads from this.
 pub struct Backup<'a> {
+    /// The whole file, snapshot trailer included.
+    bytes: &'a [u8],
     pub db: Db<'a>,
     pub layout: Layout<'a>,
     pub check: CheckReport,
     pub etcd_meta: EtcdMeta,
-    pub integrity: Integrity,
+    meta: Vec<MetaState>,
+    /// The trailer's verdict, hashed once, by whoever asks first.
+    trailer: OnceLock<Trailer>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -38,32 +44,38 @@ pub struct MetaState {
 }
 
 impl<'a> Backup<'a> {
-    /// Opens the bbolt inside `bytes`, walks it and checks it. The trailer's
-    /// SHA-256 runs beside the walk: both read the whole file.
+    /// Opens the bbolt inside `bytes`, walks it and checks it. The trailer
+    /// is not hashed yet: the SHA-256 of the whole file is one core's
+    /// sequential read, so audits run [`Backup::trailer`] beside their own
+    /// work (`rayon::join`), and [`Backup::integrity`] waits for it.
     pub fn open(bytes: &'a [u8]) -> Result<Self, AuditError> {
         let (db_bytes, _) = container::split_trailer(bytes);
         let db = Db::open(db_bytes)?;
-        let (trailer, (layout, check)) = rayon::join(
-            || container::verify_trailer(bytes),
-            || {
-                let layout = db.layout();
-                let check = bolt::check(&db, &layout);
-                (layout, check)
-            },
-        );
+        let layout = db.layout();
+        let check = bolt::check(&db, &layout);
         let etcd_meta = layout.bucket(META_BUCKET).map(EtcdMeta::read).unwrap_or_default();
         let meta: Vec<MetaState> = (0u8..2).map(|i| meta_state(i, &db.metas()[i as usize])).collect();
-        let ok = trailer != Trailer::Mismatch && meta.iter().all(|m| m.valid) && check.errors.is_empty();
-        let integrity = Integrity {
+        Ok(Backup { bytes, db, layout, check, etcd_meta, meta, trailer: OnceLock::new() })
+    }
+
+    /// The snapshot trailer's verdict (hashed on first use; a caller that
+    /// asks meanwhile waits for that hash).
+    pub fn trailer(&self) -> Trailer {
+        *self.trailer.get_or_init(|| container::verify_trailer(self.bytes))
+    }
+
+    pub fn integrity(&self) -> Integrity {
+        let trailer = self.trailer();
+        let check = &self.check;
+        Integrity {
             sha256_trailer: trailer,
-            meta,
+            meta: self.meta.clone(),
             bbolt_errors: check.errors.list().to_vec(),
             bbolt_errors_total: check.errors.total(),
             notes: vec![],
             salvaged: false,
-            ok,
-        };
-        Ok(Backup { db, layout, check, etcd_meta, integrity })
+            ok: trailer != Trailer::Mismatch && self.meta.iter().all(|m| m.valid) && check.errors.is_empty(),
+        }
     }
 }
 

@@ -45,7 +45,7 @@ pub struct PageCounts {
 
 /// `container` is the chain of layers the backup came out of.
 pub fn inspect(backup: &Backup, container: Vec<String>) -> Inspection {
-    let status = etcd::status(&backup.db, &backup.layout);
+    let (_, status) = rayon::join(|| backup.trailer(), || etcd::status(&backup.db, &backup.layout));
     let meta = &backup.etcd_meta;
     let scheduled = meta.scheduled_compact_revision.filter(|s| Some(*s) != meta.finished_compact_revision);
     let stats = backup.layout.stats;
@@ -60,7 +60,7 @@ pub fn inspect(backup: &Backup, container: Vec<String>) -> Inspection {
         .collect();
     Inspection {
         container,
-        integrity: backup.integrity.clone(),
+        integrity: backup.integrity(),
         etcd: EtcdFacts {
             revision: status.revision,
             compact_revision: meta.finished_compact_revision,

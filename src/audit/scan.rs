@@ -77,7 +77,10 @@ pub fn scan(
 ) -> Result<ScanReport, AuditError> {
     let tally = Tally::new(opts.keep_entries).map_err(AuditError::Spool)?;
     let read = match input {
-        Input::Bolt { backup, wal } => bolt(backup, wal, judge, scope, opts, tally)?,
+        Input::Bolt { backup, wal } => {
+            // The trailer's hash reads the whole file on one core while the scan runs.
+            rayon::join(|| backup.trailer(), || bolt(backup, wal, judge, scope, opts, tally)).1?
+        }
         Input::Delta { delta, size_bytes } => self::delta(delta, size_bytes, judge, scope, opts, tally)?,
         Input::Range { pages, source, prefix } => range(pages, source, prefix, judge, scope, tally)?,
         Input::Salvage { bytes, why } => salvage(bytes, &why, judge, scope, opts, tally)?,
@@ -240,16 +243,7 @@ fn bolt(
     };
     let exposure = Exposure { history, residue, wal };
     let k3s = boot.map(|b| b.report);
-    Ok(Read {
-        cluster,
-        taken_at,
-        integrity: backup.integrity.clone(),
-        etcd,
-        tally,
-        exposure,
-        k3s,
-        judge: extended,
-    })
+    Ok(Read { cluster, taken_at, integrity: backup.integrity(), etcd, tally, exposure, k3s, judge: extended })
 }
 
 fn delta(
