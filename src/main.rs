@@ -11,12 +11,6 @@ use cli::{Cli, Command};
 use etcd_audit::audit::Outcome;
 use etcd_audit::run::{self, RunError};
 
-/// A scan allocates and frees a few small strings and a plaintext per
-/// value judged; mimalloc does that in a fraction of glibc's time
-/// (`scripts/bench-large.sh` measures both).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     harden();
     on_interrupt_clean_up();

@@ -126,24 +126,6 @@ impl Entries {
     pub fn count(&self) -> u64 {
         self.count
     }
-
-    /// Every kept entry as parsed JSON (tests and small reports).
-    pub fn to_values(&self) -> std::io::Result<Vec<serde_json::Value>> {
-        self.lines(|line| serde_json::from_str(line).map_err(std::io::Error::from))
-    }
-
-    fn lines<T>(&self, mut each: impl FnMut(&str) -> std::io::Result<T>) -> std::io::Result<Vec<T>> {
-        let Some(mut file) = self.spool.as_ref() else { return Ok(vec![]) };
-        file.seek(SeekFrom::Start(0))?;
-        let mut out = Vec::new();
-        let mut line = String::new();
-        let mut reader = BufReader::with_capacity(1 << 16, file);
-        while reader.read_line(&mut line)? > 0 {
-            out.push(each(line.trim_end())?);
-            line.clear();
-        }
-        Ok(out)
-    }
 }
 
 impl Serialize for Entries {
@@ -250,4 +232,28 @@ pub struct WalRecord {
 /// `Some(())` (JSON `"class": null`) exactly when there is no verdict.
 pub(super) fn null_class(verdict: &Option<Verdict>) -> Option<()> {
     verdict.is_none().then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spooled_entries_serialize_as_the_array_they_were_written_as() {
+        let lines = [r#"{"key":"/a","n":1}"#, r#"{"key":"/b","nested":{"x":[1,2]}}"#];
+        let mut spool = Some(Spool::new().unwrap());
+        for line in lines {
+            spool.as_mut().unwrap().write(format!("{line}\n").as_bytes()).unwrap();
+        }
+        let entries = Spool::finish(spool, 2).unwrap();
+        let expected: Vec<serde_json::Value> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for _ in 0..2 {
+            let pretty = serde_json::to_string_pretty(&entries).unwrap();
+            assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&pretty).unwrap(), expected);
+        }
+        assert_eq!(entries.count(), 2);
+        let none = Spool::finish(None, 5).unwrap();
+        assert_eq!((none.count(), serde_json::to_string(&none).unwrap()), (5, "[]".to_string()));
+    }
 }

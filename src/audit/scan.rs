@@ -714,3 +714,41 @@ fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryReco
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev<'a>(key: &'a str, main: i64, tombstone: bool) -> KeyRev<'a> {
+        KeyRev { key: key.as_bytes(), value: b"v", main, sub: 0, tombstone }
+    }
+
+    fn keys_and_revisions(revs: Vec<KeyRev>) -> Vec<(String, i64)> {
+        newest(revs).iter().map(|r| (String::from_utf8_lossy(r.key).into_owned(), r.main)).collect()
+    }
+
+    #[test]
+    fn the_newest_revision_of_each_key_wins_and_deleted_keys_have_none() {
+        let revs = vec![
+            rev("/r/secrets/b/x", 2, false),
+            rev("/r/secrets/a/y", 3, false),
+            rev("/r/secrets/b/x", 5, false),
+            rev("/r/secrets/a/z", 6, false),
+            rev("/r/secrets/a/z", 7, true),
+            rev("/r/secrets/a/y", 8, true),
+            rev("/r/secrets/a/y", 9, false),
+        ];
+        assert_eq!(
+            keys_and_revisions(revs),
+            [("/r/secrets/a/y".to_string(), 9), ("/r/secrets/b/x".to_string(), 5)]
+        );
+    }
+
+    #[test]
+    fn revisions_out_of_order_in_a_damaged_file_still_pick_the_newest() {
+        let revs = vec![rev("/k", 9, false), rev("/k", 4, true), rev("/j", 3, true), rev("/j", 1, false)];
+        assert_eq!(keys_and_revisions(revs), [("/k".to_string(), 9)]);
+        let sub = |sub, tombstone| KeyRev { sub, ..rev("/s", 7, tombstone) };
+        assert_eq!(newest(vec![sub(1, true), sub(0, false)]).len(), 0, "sub revision 1 deleted it");
+    }
+}
