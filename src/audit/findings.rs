@@ -295,9 +295,10 @@ pub struct Facts<'a> {
     pub db_size: Option<u64>,
     /// The live entries, tallied as they were judged.
     pub(super) rules: RuleHits,
-    /// The seals of the live entries; those of older revisions are added here.
+    /// The seals of the live entries and history; residue and WAL are added here.
     pub(super) nonces: NonceLedger,
-    pub history: Option<&'a [HistoryRecord]>,
+    /// Older revisions (`--history`), tallied as they were judged.
+    pub(super) history: Option<HistoryHits>,
     pub residue: Option<&'a [ResidueRecord]>,
     pub wal: Option<&'a [WalRecord]>,
     pub keys: &'a [KeyUse],
@@ -312,17 +313,10 @@ pub fn findings(facts: Facts, judge: &Judge) -> Vec<Finding> {
         out.push(integrity_finding(integrity));
     }
     out.extend(rules.findings());
-    if let Some(history) = history {
-        out.extend(history_findings(history));
-    }
+    out.extend(history.into_iter().flat_map(HistoryHits::findings));
     out.extend(exposure_findings(residue, wal));
     out.extend(kms_plugin_finding(keys));
     out.extend(super::hygiene::key_and_config_findings(judge));
-    for h in history.unwrap_or(&[]) {
-        if let Some(v) = &h.verdict {
-            nonces.add(v, || format!("{}@{}", h.at.key, h.mod_revision));
-        }
-    }
     for r in residue.unwrap_or(&[]) {
         if let Some(v) = &r.verdict {
             nonces.add(v, || format!("{}@{}", r.at.key, r.mod_revision));
@@ -378,25 +372,38 @@ fn plaintext_finding<R>(
     (n > 0).then(|| Finding::new(Severity::High, code, n, message(n), rows.iter().map(|r| example(r))))
 }
 
-fn history_findings(history: &[HistoryRecord]) -> Vec<Finding> {
-    let (deleted, kept): (Vec<&HistoryRecord>, Vec<&HistoryRecord>) =
-        history.iter().filter(|h| is_plain(h.verdict.as_ref())).partition(|h| h.deleted);
-    let example = |h: &HistoryRecord| format!("{}@{}", h.at.key, h.mod_revision);
-    let kept = plaintext_finding(
-        &kept,
-        Code::HistoryPlaintext,
-        |n| {
-            format!("{n} older revisions in MVCC history are plaintext: compact and defragment, then take a new backup")
-        },
-        example,
-    );
-    let deleted = plaintext_finding(
-        &deleted,
-        Code::DeletedPlaintextInHistory,
-        |n| format!("{n} plaintext revisions of deleted keys are still in history"),
-        example,
-    );
-    kept.into_iter().chain(deleted).collect()
+/// Plaintext among older revisions, of keys still there and of deleted
+/// ones: counts and first examples, tallied record by record.
+#[derive(Default)]
+pub(super) struct HistoryHits {
+    kept: (u64, Vec<String>),
+    deleted: (u64, Vec<String>),
+}
+
+impl HistoryHits {
+    pub(super) fn add(&mut self, h: &HistoryRecord) {
+        if is_plain(h.verdict.as_ref()) {
+            let (count, examples) = if h.deleted { &mut self.deleted } else { &mut self.kept };
+            *count += 1;
+            if examples.len() < MAX_EXAMPLES {
+                examples.push(format!("{}@{}", h.at.key, h.mod_revision));
+            }
+        }
+    }
+
+    fn findings(self) -> impl Iterator<Item = Finding> {
+        let found = [
+            (
+                Code::HistoryPlaintext,
+                self.kept,
+                "older revisions in MVCC history are plaintext: compact and defragment, then take a new backup",
+            ),
+            (Code::DeletedPlaintextInHistory, self.deleted, "plaintext revisions of deleted keys are still in history"),
+        ];
+        found.into_iter().filter(|(_, (n, _), _)| *n > 0).map(|(code, (n, examples), what)| {
+            Finding::new(Severity::High, code, n, format!("{n} {what}"), examples.into_iter())
+        })
+    }
 }
 
 /// etcd's default backend quota: a larger database restores, but the member

@@ -1,7 +1,7 @@
 //! Exposure beyond the live revisions: values carved from pages the tree no
 //! longer reaches (`--residue`), and puts in the write-ahead log.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rayon::prelude::*;
 
@@ -12,6 +12,24 @@ use crate::bolt::{Db, PageSet, Pgid};
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision};
 use crate::k8s::RegistryKey;
+
+/// The revisions a tree holds, as (main, sub): sorted, 16 bytes each.
+#[derive(Debug, Default)]
+pub struct Revisions(Vec<(i64, i64)>);
+
+impl Revisions {
+    /// From revisions in any order (a bucket's are already sorted).
+    pub fn new(mut revisions: Vec<(i64, i64)>) -> Revisions {
+        if !revisions.is_sorted() {
+            revisions.par_sort_unstable();
+        }
+        Revisions(revisions)
+    }
+
+    pub fn contains(&self, revision: &(i64, i64)) -> bool {
+        self.0.binary_search(revision).is_ok()
+    }
+}
 
 /// What decides which keys are judged: the prefix in use and the scope.
 pub struct KeyFilter<'s> {
@@ -30,7 +48,7 @@ impl KeyFilter<'_> {
 pub fn residue(
     db: &Db,
     reachable: &PageSet,
-    in_tree: &HashSet<(i64, i64)>,
+    in_tree: &Revisions,
     filter: &KeyFilter,
     judge: &Judge,
 ) -> Vec<ResidueRecord> {

@@ -31,7 +31,8 @@ pub struct ScanReport {
     /// Every live entry in key order, spooled to a scratch file as judged
     /// (when the caller keeps entries) and written out from there.
     pub entries: Entries,
-    pub history: Option<Vec<HistoryRecord>>,
+    /// Every older revision (`--history`), spooled the same way.
+    pub history: Option<Entries>,
     pub residue: Option<Vec<ResidueRecord>>,
     pub wal: Option<Vec<WalRecord>>,
     pub findings: Vec<Finding>,

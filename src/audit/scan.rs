@@ -24,7 +24,7 @@ use crate::container::Trailer;
 use crate::encryption::k3s::Token;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
-use crate::k8s::{detect_prefix, elect_prefix, prefix_votes, RegistryKey};
+use crate::k8s::{detect_prefix, elect_prefix, prefix_votes};
 
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -75,7 +75,9 @@ pub fn scan(
     scope: &Scope,
     opts: &ScanOptions,
 ) -> Result<ScanReport, AuditError> {
-    let tally = Tally::new(opts.keep_entries).map_err(AuditError::Spool)?;
+    // A range read has no history to tally.
+    let history = opts.history && !matches!(input, Input::Range { .. });
+    let tally = Tally::new(opts.keep_entries, history).map_err(AuditError::Spool)?;
     let read = match input {
         Input::Bolt { backup, wal } => {
             // The trailer's hash reads the whole file on one core while the scan runs.
@@ -107,10 +109,10 @@ impl<'a> Row<'a> {
     }
 }
 
-/// What an attacker reads beyond the live entries, as far as it was asked for.
+/// What an attacker reads beyond the live entries and history, as far as it
+/// was asked for.
 #[derive(Default)]
 struct Exposure {
-    history: Option<Vec<HistoryRecord>>,
     residue: Option<Vec<ResidueRecord>>,
     wal: Option<Vec<WalRecord>>,
 }
@@ -211,24 +213,24 @@ fn bolt(
     let prefix = opts.etcd_prefix.clone().unwrap_or_else(|| bucket_prefix(&bucket.leaves).to_string());
     let filter = KeyFilter { prefix: &prefix, scope };
     let wanted = Wanted::new(&prefix);
-    let pass = read_bucket(&bucket.leaves, &filter, &wanted, opts);
+    let mut pass = read_bucket(&bucket.leaves, &filter, &wanted, opts);
     let cluster_id = wal.into_iter().flatten().find_map(|(_, w)| w.cluster_id);
     let carved = if opts.residue { carved_bootstrap(backup, &pass.special) } else { vec![] };
     let boot = bootstrap(&pass.special, wal, carved, opts);
     let extended = boot.as_ref().and_then(|b| b.config.clone()).map(|c| judge.with_config(c));
     let judge = extended.as_ref().unwrap_or(judge);
-    let residue = opts
-        .residue
-        .then(|| forensics::residue(&backup.db, &backup.layout.reachable, &pass.revisions, &filter, judge));
+    let residue = opts.residue.then(|| {
+        let in_tree = forensics::Revisions::new(std::mem::take(&mut pass.revisions));
+        forensics::residue(&backup.db, &backup.layout.reachable, &in_tree, &filter, judge)
+    });
     let wal = wal.map(|segments| forensics::wal_entries(segments, &filter, judge));
     let (mut cluster, taken_at) = cluster_of(&pass.special, &wanted, Some(&backup.layout));
     cluster.etcd_cluster_id = cluster_id.map(|id| format!("{id:x}"));
     let cluster = Some(cluster);
-    let (live, history) = match pass.rows {
-        Some(rows) => group(rows, &filter, judge, true),
-        None => (newest(pass.revs), None),
-    };
-    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
+    match pass.rows {
+        Some(mut rows) => judge_rows(&mut tally, &mut rows, &filter, judge)?,
+        None => tally.judge(&newest(pass.revs), |r| Some(*r), &filter, judge).map_err(AuditError::Spool)?,
+    }
     let meta = &backup.etcd_meta;
     let etcd = EtcdSummary {
         revision: rows_revision(&bucket.leaves),
@@ -241,7 +243,7 @@ fn bolt(
         etcd_prefix: prefix.clone(),
         undecodable_rows: pass.undecodable,
     };
-    let exposure = Exposure { history, residue, wal };
+    let exposure = Exposure { residue, wal };
     let k3s = boot.map(|b| b.report);
     Ok(Read { cluster, taken_at, integrity: backup.integrity(), etcd, tally, exposure, k3s, judge: extended })
 }
@@ -278,8 +280,7 @@ fn delta(
     let revision = delta.events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
     let (cluster, taken_at) = cluster_of(&rows, &Wanted::new(&prefix), None);
     let cluster = Some(cluster);
-    let (live, history) = group(rows, &filter, judge, opts.history);
-    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
+    judge_rows(&mut tally, &mut rows, &filter, judge)?;
     let integrity = Integrity {
         sha256_trailer: delta.hash,
         meta: vec![],
@@ -298,7 +299,7 @@ fn delta(
         etcd_prefix: prefix.clone(),
         undecodable_rows: 0,
     };
-    let exposure = Exposure { history, ..Exposure::default() };
+    let exposure = Exposure::default();
     Ok(Read {
         cluster,
         taken_at,
@@ -322,16 +323,15 @@ fn range(
     let filter = KeyFilter { prefix, scope };
     let mut spooled = Ok(());
     let revision = pages(&mut |page| {
-        let rows: Vec<Row> = page
+        let mut rows: Vec<Row> = page
             .iter()
             .map(|kv| Row { rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false }, kv: *kv })
             .collect();
-        let (live, _) = group(rows, &filter, judge, false);
         if spooled.is_ok() {
-            spooled = tally.judge(&live, &filter, judge);
+            spooled = judge_rows(&mut tally, &mut rows, &filter, judge);
         }
     })?;
-    spooled.map_err(AuditError::Spool)?;
+    spooled?;
     let integrity = Integrity {
         sha256_trailer: Trailer::Absent,
         meta: vec![],
@@ -375,7 +375,7 @@ fn salvage(
     let (db_bytes, _) = crate::container::split_trailer(bytes);
     let salvaged = crate::bolt::salvage(db_bytes);
     let mut seen = HashSet::new();
-    let rows: Vec<Row> = salvaged
+    let mut rows: Vec<Row> = salvaged
         .leaves
         .iter()
         .flat_map(|page| page.leaf_items().map_while(Result::ok))
@@ -391,8 +391,7 @@ fn salvage(
     let revision = rows.iter().map(|r| r.rev.main).max().unwrap_or(0);
     let (cluster, taken_at) = cluster_of(&rows, &Wanted::new(&prefix), None);
     let cluster = Some(cluster);
-    let (live, history) = group(rows, &filter, judge, opts.history);
-    tally.judge(&live, &filter, judge).map_err(AuditError::Spool)?;
+    judge_rows(&mut tally, &mut rows, &filter, judge)?;
     let integrity = Integrity {
         sha256_trailer: crate::container::verify_trailer(bytes),
         meta: vec![],
@@ -416,7 +415,7 @@ fn salvage(
         etcd_prefix: prefix.clone(),
         undecodable_rows: 0,
     };
-    let exposure = Exposure { history, ..Exposure::default() };
+    let exposure = Exposure::default();
     Ok(Read { cluster, taken_at, integrity, etcd, tally, exposure, k3s: None, judge: None })
 }
 
@@ -544,7 +543,7 @@ struct Pass<'a> {
     /// Every revision of the keys [`Wanted`] names, in or out of scope.
     special: Vec<Row<'a>>,
     /// (main, sub) of every row: what the tree holds (with `--residue`).
-    revisions: HashSet<(i64, i64)>,
+    revisions: Vec<(i64, i64)>,
     /// Items that are not a revision key with a KeyValue.
     undecodable: u64,
 }
@@ -585,7 +584,7 @@ fn read_bucket<'a>(
             pass.undecodable += bad;
             for (row, in_scope, special) in kept {
                 if opts.residue {
-                    pass.revisions.insert((row.rev.main, row.rev.sub));
+                    pass.revisions.push((row.rev.main, row.rev.sub));
                 }
                 if special {
                     pass.special.push(row);
@@ -610,28 +609,22 @@ fn newest(mut revs: Vec<KeyRev>) -> Vec<KeyRev> {
     revs
 }
 
-/// Rows in any order, grouped by key: the newest revision of every in-scope
-/// key that is not deleted (in key order) and, when asked, every older
-/// revision judged.
-fn group<'a>(
-    mut rows: Vec<Row<'a>>,
+/// Rows in any order: the newest revision of every in-scope key that is
+/// not deleted is its entry, every other revision its history (when
+/// tallied); both judged in key order.
+fn judge_rows<'a>(
+    tally: &mut Tally,
+    rows: &mut Vec<Row<'a>>,
     filter: &KeyFilter,
     judge: &Judge,
-    with_history: bool,
-) -> (Vec<KeyRev<'a>>, Option<Vec<HistoryRecord>>) {
+) -> Result<(), AuditError> {
     rows.retain(|r| r.kv.key.starts_with(filter.prefix.as_bytes()));
     rows.par_sort_unstable_by(|a, b| (a.kv.key, a.rev).cmp(&(b.kv.key, b.rev)));
-    let in_scope: Vec<(RegistryKey, &[Row])> = rows
-        .chunk_by(|a, b| a.kv.key == b.kv.key)
-        .filter_map(|g| Some((filter.parse(g[0].kv.key)?, g)))
-        .collect();
-    let live = in_scope
-        .iter()
-        .filter_map(|(_, g)| g.last().filter(|r| !r.rev.tombstone))
-        .map(Row::key_rev)
-        .collect();
-    let history = with_history.then(|| history(&in_scope, judge));
-    (live, history)
+    let keys: Vec<&[Row]> =
+        rows.chunk_by(|a, b| a.kv.key == b.kv.key).filter(|g| filter.parse(g[0].kv.key).is_some()).collect();
+    let newest = |g: &&[Row<'a>]| g.last().filter(|r| !r.rev.tombstone).map(Row::key_rev);
+    tally.judge(&keys, newest, filter, judge).map_err(AuditError::Spool)?;
+    tally.judge_history(&keys, |g, out| history(g, filter, judge, out)).map_err(AuditError::Spool)
 }
 
 fn assemble(
@@ -642,10 +635,11 @@ fn assemble(
 ) -> Result<ScanReport, AuditError> {
     let Read { cluster, taken_at, integrity, etcd, mut tally, exposure: x, k3s, judge: extended } = read;
     let judge = extended.as_ref().unwrap_or(judge);
-    let entries = tally.entries().map_err(AuditError::Spool)?;
-    let Tally { summary, rules, keys, nonces, .. } = tally;
+    let (entries, history) = tally.spooled().map_err(AuditError::Spool)?;
+    let Tally { summary, rules, keys, nonces, history: tallied, .. } = tally;
+    let (history_summary, history_hits) = tallied.map(|h| (h.summary, h.hits)).unzip();
     let forensics = Forensics {
-        history: x.history.as_ref().map(|h| Summary::of(h.iter().filter_map(|r| r.verdict.as_ref()))),
+        history: history_summary,
         residue: x.residue.as_ref().map(|r| Summary::of(r.iter().filter_map(|r| r.verdict.as_ref()))),
         wal: x.wal.as_ref().map(|w| Summary::of(w.iter().map(|r| &r.verdict))),
     };
@@ -655,7 +649,7 @@ fn assemble(
         db_size: etcd.page_size.map(|_| etcd.size_bytes),
         rules,
         nonces,
-        history: x.history.as_deref(),
+        history: history_hits,
         residue: x.residue.as_deref(),
         wal: x.wal.as_deref(),
         keys: &keys,
@@ -673,7 +667,7 @@ fn assemble(
         forensics,
         keys,
         entries,
-        history: x.history,
+        history,
         residue: x.residue,
         wal: x.wal,
         findings,
@@ -692,27 +686,28 @@ fn rows_revision(leaves: &[crate::bolt::Leaf]) -> i64 {
         .unwrap_or(0)
 }
 
-fn history(in_scope: &[(RegistryKey, &[Row])], judge: &Judge) -> Vec<HistoryRecord> {
-    in_scope
-        .par_iter()
-        .flat_map_iter(|(rk, g)| {
-            let deleted = g.last().is_some_and(|r| r.rev.tombstone);
-            let older = if deleted { *g } else { &g[..g.len() - 1] };
-            older.iter().map(move |row| {
-                let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, rk, row.kv.value));
-                HistoryRecord {
-                    at: Location::new(row.kv.key, rk),
-                    mod_revision: row.rev.main,
-                    create_revision: row.kv.create_revision,
-                    version: row.kv.version,
-                    deleted,
-                    tombstone: row.rev.tombstone,
-                    class: null_class(&verdict),
-                    verdict,
-                }
-            })
-        })
-        .collect()
+/// The history records of one key's revisions (in revision order): all of
+/// them when its newest revision deletes it, else all but the newest.
+fn history(revisions: &[Row], filter: &KeyFilter, judge: &Judge, out: &mut Vec<HistoryRecord>) {
+    let (Some(rk), Some(newest)) = (revisions.first().and_then(|r| filter.parse(r.kv.key)), revisions.last())
+    else {
+        return;
+    };
+    let deleted = newest.rev.tombstone;
+    let older = if deleted { revisions } else { &revisions[..revisions.len() - 1] };
+    out.extend(older.iter().map(|row| {
+        let verdict = (!row.rev.tombstone).then(|| judge.judge(row.kv.key, &rk, row.kv.value));
+        HistoryRecord {
+            at: Location::new(row.kv.key, &rk),
+            mod_revision: row.rev.main,
+            create_revision: row.kv.create_revision,
+            version: row.kv.version,
+            deleted,
+            tombstone: row.rev.tombstone,
+            class: null_class(&verdict),
+            verdict,
+        }
+    }));
 }
 
 #[cfg(test)]
