@@ -63,7 +63,7 @@ else
       "etcdctl get --prefix /registry/secrets/|ctl get --prefix /registry/secrets/" \
       "etcd-audit scan etcd:// (range mode)|target/release/etcd-audit scan etcd://127.0.0.1:$CP -c $WORK/config.yaml --live-mode range"; do
     label=${what%%|*}; cmd=${what#*|}
-    [ "${cmd%% *}" = ctl ] && cmd="env ETCDCTL_API=3 $BIN/etcdctl --endpoints 127.0.0.1:$CP ${cmd#ctl }"
+    [ "${cmd%% *}" = ctl ] && cmd="env ETCDCTL_API=3 $BIN/etcdctl --command-timeout=600s --endpoints 127.0.0.1:$CP ${cmd#ctl }"
     read -r t rss anon code < <(python3 scripts/peak_rss.py $cmd)
     [ "$code" -le 1 ] || { echo "$label exited $code"; exit 1; }
     rm -f "$WORK/saved.db"

@@ -18,6 +18,16 @@ const TRAILER: usize = 32;
 const CONNECT_ATTEMPTS: u32 = 3;
 /// Keys per Range request: bounded memory whatever the database size.
 pub const RANGE_PAGE: i64 = 1000;
+/// Later pages hold about this many bytes of values (etcd has no byte
+/// limit: the key limit follows the values' mean size).
+const RANGE_PAGE_BYTES: usize = 8 << 20;
+/// The largest page in keys. etcd counts every key from a page's start to
+/// the prefix's end for each request, so fewer, larger pages cost the
+/// server much less; this bounds the count and the client's memory.
+const RANGE_PAGE_MAX: i64 = 10_000;
+/// A response may be this large (tonic's default is 4 MiB, less than one
+/// page of large values); a page larger still is fetched again, halved.
+const RANGE_MESSAGE_MAX: usize = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveTarget {
@@ -147,35 +157,58 @@ impl Live {
     }
 
     /// Reads every key under `prefix/` at one revision, a page at a time,
-    /// handing each page to `page`. Returns the pinned revision.
+    /// handing each page to `page`; the next page is already being fetched
+    /// meanwhile. Page sizes follow the values' size. Returns the pinned
+    /// revision.
     pub fn range(
         &self,
         prefix: &str,
         page: &mut dyn FnMut(&[etcd_client::KeyValue]),
     ) -> Result<i64, SourceError> {
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client().max_decoding_message_size(RANGE_MESSAGE_MAX);
         let start = format!("{prefix}/").into_bytes();
         let mut end = start.clone();
         *end.last_mut().unwrap() += 1; // '/' + 1 = '0': the end of the prefix
-        let (mut from, mut revision) = (start, 0i64);
-        loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(RANGE_PAGE);
+        let fetch = |from: &[u8], limit: i64, revision: i64| {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(limit);
             if revision > 0 {
                 opts = opts.with_revision(revision);
             }
-            let resp = self.with_retry(|| {
-                self.runtime.block_on(kv.get(from.clone(), Some(opts.clone()))).map_err(Box::new)
-            })?;
+            let (mut kv, from) = (kv.clone(), from.to_vec());
+            self.runtime.spawn(async move { kv.get(from, Some(opts)).await })
+        };
+        let (mut from, mut limit, mut revision) = (start, RANGE_PAGE, 0i64);
+        let mut pending = Some(fetch(&from, limit, revision));
+        while let Some(fetching) = pending.take() {
+            let resp = match self.runtime.block_on(fetching) {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) if too_large(&e) && limit > 1 => {
+                    limit /= 2;
+                    pending = Some(fetch(&from, limit, revision));
+                    continue;
+                }
+                // A transient failure (or a task that died): ask again, with backoff.
+                _ => self.with_retry(|| {
+                    self.runtime
+                        .block_on(async { fetch(&from, limit, revision).await })
+                        .map_err(|e| {
+                            Box::new(etcd_client::Error::IoError(std::io::Error::other(e.to_string())))
+                        })?
+                        .map_err(Box::new)
+                })?,
+            };
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }
-            let next = resp.kvs().last().map(|k| [k.key(), b"\0"].concat());
-            page(resp.kvs());
-            match next {
-                Some(next) if resp.more() => from = next,
-                _ => return Ok(revision),
+            let next = resp.kvs().last().map(|k| [k.key(), b"\0"].concat()).filter(|_| resp.more());
+            if let Some(next) = next {
+                limit = page_limit(resp.kvs());
+                pending = Some(fetch(&next, limit, revision));
+                from = next;
             }
+            page(resp.kvs());
         }
+        Ok(revision)
     }
 
     /// Retries a transient failure with backoff (the error boxed: it is large).
@@ -208,6 +241,19 @@ enum TlsError {
     Read { path: String, source: std::io::Error },
     #[error("--cert and --key go together")]
     CertWithoutKey,
+}
+
+/// The key limit of the next page: about [`RANGE_PAGE_BYTES`] of values
+/// like those of `last`.
+fn page_limit(last: &[etcd_client::KeyValue]) -> i64 {
+    let bytes: usize = last.iter().map(|k| k.key().len() + k.value().len()).sum();
+    let mean = (bytes / last.len().max(1)).max(1);
+    ((RANGE_PAGE_BYTES / mean) as i64).clamp(1, RANGE_PAGE_MAX)
+}
+
+/// A response over the decoding limit (tonic says `OutOfRange`).
+fn too_large(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange || s.code() == tonic::Code::ResourceExhausted)
 }
 
 fn tls_options(opts: &LiveOptions) -> Result<TlsOptions, TlsError> {
