@@ -189,6 +189,9 @@ pub struct ReadingCli {
     /// Most bytes one backup file may unpack to (compressed layers, archives): 10G, 512M, 1048576.
     #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
     max_unpacked_bytes: u64,
+    /// Parallel ranged GETs per object-storage download (parts of 32 MiB).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
     /// How `etcd://` / `etcds://` sources are read.
     #[arg(long, value_enum, default_value = "snapshot")]
     live_mode: LiveModeArg,
@@ -219,6 +222,7 @@ impl ReadingCli {
         SourceArgs {
             sources: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             limits: Limits { max_unpacked_bytes: self.max_unpacked_bytes },
+            connections: usize::from(self.connections),
             progress: Progress::new(self.quiet),
             live_mode: match self.live_mode {
                 LiveModeArg::Snapshot => LiveMode::Snapshot,

@@ -26,6 +26,8 @@ pub struct SourceArgs {
     /// Paths, URLs and endpoints as the user wrote them.
     pub sources: Vec<String>,
     pub limits: Limits,
+    /// Connections one object download uses at most.
+    pub connections: usize,
     pub progress: Progress,
     pub live_mode: LiveMode,
     pub live: LiveOptions,
@@ -191,6 +193,7 @@ fn walk_settings<'a>(
 ) -> Walk<'a> {
     Walk {
         limits: args.limits,
+        connections: args.connections,
         live_mode: args.live_mode,
         live: &args.live,
         progress: &args.progress,

@@ -156,6 +156,8 @@ pub type AlreadyAudited<'a> = dyn Fn(&str, &Origin) -> bool + Sync + 'a;
 /// The walk's settings.
 pub struct Walk<'w> {
     pub limits: Limits,
+    /// Connections one object download uses at most (ranged GETs of its parts).
+    pub connections: usize,
     pub live_mode: LiveMode,
     pub live: &'w LiveOptions,
     pub progress: &'w Progress,
@@ -379,7 +381,7 @@ fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sin
                     continue;
                 }
                 let bar = settings.progress.download(&object.url, object.size);
-                let downloaded = remote.download(&mut object, &|n| bar.inc(n));
+                let downloaded = remote.download(&mut object, settings.connections, &|n| bar.inc(n));
                 bar.finish_and_clear();
                 let origin = Origin::Object(object.clone());
                 match downloaded {
@@ -564,6 +566,7 @@ mod tests {
         let (progress, live) = (Progress::new(true), LiveOptions::default());
         let settings = Walk {
             limits: Limits::default(),
+            connections: 1,
             live_mode: LiveMode::Snapshot,
             live: &live,
             progress: &progress,

@@ -6,7 +6,6 @@
 //! mapped: memory stays bounded whatever the object size.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,19 @@ use super::{Blob, SourceError};
 /// The most a k3s `.metadata/` sidecar may take; larger ones are ignored.
 pub const MAX_SIDECAR: u64 = 1 << 20;
 
-/// Re-requests of a download that dropped mid-stream, resumed at the offset reached.
+/// Re-requests of a download part that dropped mid-stream, resumed at the offset reached.
 const RESUMES: usize = 5;
+
+/// Objects download in parts of this size, several at once (`--connections`).
+pub const PART_BYTES: u64 = 32 << 20;
+
+/// Why a part of a download failed.
+enum PartError {
+    /// The object is gone, or was replaced since the first part (ETag).
+    Gone(object_store::Error),
+    /// Every resume failed: what each said.
+    Failed(Vec<String>),
+}
 
 /// `scheme://bucket/key`, split.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,60 +219,100 @@ impl Remote {
         })
     }
 
-    /// Streams one object into an unlinked temporary file, resuming at the
-    /// offset reached when the connection drops, and maps it. Also fills in
-    /// the object's user metadata.
+    /// Downloads one object into an unlinked temporary file and maps it.
+    /// A large object comes in parts of [`PART_BYTES`], `connections` at a
+    /// time, each written at its offset and resumed where it broke off; every
+    /// request after the first names the first one's ETag, so an object
+    /// replaced meanwhile fails rather than mixing two versions. Also fills
+    /// in the object's user metadata.
     pub fn download(
         &self,
         object: &mut RemoteObject,
+        connections: usize,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Blob, SourceError> {
         let io = |e: std::io::Error| SourceError::Io { path: object.url.clone(), source: e };
-        let mut file = super::scratch::file().map_err(io)?;
+        let file = super::scratch::file().map_err(io)?;
+        file.set_len(object.size).map_err(io)?;
         let path = ObjectPath::from(object.key.as_str());
-        let (mut written, mut failures) = (0u64, Vec::new());
-        while written < object.size || (object.size == 0 && failures.is_empty() && written == 0) {
+        let size = object.size;
+        let parts: Vec<(u64, u64)> =
+            (0..size.max(1)).step_by(PART_BYTES as usize).map(|at| (at, (at + PART_BYTES).min(size))).collect();
+        // The first part says what the object is (metadata, ETag); the rest follow it.
+        let listed = object.e_tag.clone();
+        let first = self.runtime.block_on(self.part(&path, parts[0], listed.clone(), &file, on_bytes));
+        let (attributes, e_tag) = first.map_err(|e| self.failed(object, e))?;
+        let e_tag = listed.or(e_tag);
+        object.user_metadata = user_metadata(&attributes);
+        let rest = futures::stream::iter(&parts[1..])
+            .map(|&part| self.part(&path, part, e_tag.clone(), &file, on_bytes))
+            .buffer_unordered(connections.max(1))
+            .collect::<Vec<_>>();
+        for done in self.runtime.block_on(rest) {
+            done.map_err(|e| self.failed(object, e))?;
+        }
+        Blob::map(&file).map_err(io)
+    }
+
+    /// Bytes `start..end` of an object written at their offset in `file`
+    /// (the whole object when it is empty), resumed at the offset reached
+    /// after a dropped connection. Returns the object's attributes and ETag.
+    async fn part(
+        &self,
+        path: &ObjectPath,
+        (start, end): (u64, u64),
+        e_tag: Option<String>,
+        file: &std::fs::File,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(object_store::Attributes, Option<String>), PartError> {
+        use std::os::unix::fs::FileExt;
+        let (mut at, mut failures) = (start, Vec::new());
+        loop {
             let opts = GetOptions {
-                range: (written > 0).then_some(GetRange::Offset(written)),
+                range: (end > start).then_some(GetRange::Bounded(at..end)),
+                if_match: e_tag.clone(),
                 ..Default::default()
             };
-            let attempt = self.runtime.block_on(async {
-                let result = self.store.get_opts(&path, opts).await?;
-                if written == 0 {
-                    object.user_metadata = user_metadata(&result.attributes);
-                }
+            let attempt = async {
+                let result = self.store.get_opts(path, opts).await?;
+                let found = (result.attributes.clone(), result.meta.e_tag.clone());
                 let mut stream = result.into_stream();
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
-                    file.write_all(&chunk)
+                    file.write_all_at(&chunk, at)
                         .map_err(|e| object_store::Error::Generic { store: "file", source: Box::new(e) })?;
-                    written += chunk.len() as u64;
+                    at += chunk.len() as u64;
                     on_bytes(chunk.len() as u64);
                 }
-                Ok::<(), object_store::Error>(())
-            });
-            match attempt {
-                Ok(()) if object.size == 0 => break,
-                Ok(()) => {}
-                Err(e @ object_store::Error::NotFound { .. }) => return Err(self.error(&object.key, e)),
-                Err(e) => {
-                    failures.push(e.to_string());
-                    if failures.len() > RESUMES {
-                        return Err(SourceError::Remote {
-                            url: object.url.clone(),
-                            reason: format!(
-                                "download failed {} times; last: {}",
-                                failures.len(),
-                                failures.last().unwrap()
-                            ),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(200 * failures.len() as u64));
+                Ok::<_, object_store::Error>(found)
+            };
+            match attempt.await {
+                Ok(found) if at >= end => return Ok(found),
+                Ok(_) => failures.push(format!("the stream ended at byte {at} of {end}")),
+                Err(e @ (object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. })) => {
+                    return Err(PartError::Gone(e))
                 }
+                Err(e) => failures.push(e.to_string()),
             }
+            if failures.len() > RESUMES {
+                return Err(PartError::Failed(failures));
+            }
+            tokio::time::sleep(Duration::from_millis(200 * failures.len() as u64)).await;
         }
-        file.flush().map_err(io)?;
-        Blob::map(&file).map_err(io)
+    }
+
+    fn failed(&self, object: &RemoteObject, e: PartError) -> SourceError {
+        match e {
+            PartError::Gone(e) => self.error(&object.key, e),
+            PartError::Failed(failures) => SourceError::Remote {
+                url: object.url.clone(),
+                reason: format!(
+                    "download failed {} times; last: {}",
+                    failures.len(),
+                    failures.last().map_or("", String::as_str)
+                ),
+            },
+        }
     }
 
     async fn sidecar(&self, sidecar_key: &str) -> Option<serde_json::Value> {

@@ -81,6 +81,17 @@ fn large_object_survives_a_dropped_connection() {
     assert_eq!(b["container"], serde_json::json!(["bbolt"]));
     assert_eq!(b["summary"]["plaintext"], 5);
     assert_eq!(dropped(&s3), ["/backups/big/member-db"], "the proxy cut the first download");
+    // Parts of 32 MiB, fetched as ranged GETs; the cut part resumed where it broke off.
+    let ranges: Vec<(String, Option<String>)> =
+        serde_json::from_value(get_json(&format!("{}/__ranges", s3.info["proxy"].as_str().unwrap()))).unwrap();
+    let parts: Vec<&str> =
+        ranges.iter().filter(|(p, _)| p == "/backups/big/member-db").filter_map(|(_, r)| r.as_deref()).collect();
+    let size = b["object"]["size"].as_u64().unwrap();
+    for part in 0..size.div_ceil(32 << 20) {
+        let (start, end) = (part * (32 << 20), ((part + 1) * (32 << 20)).min(size) - 1);
+        assert!(parts.contains(&format!("bytes={start}-{end}").as_str()), "{parts:?}");
+    }
+    assert!(parts.iter().any(|r| r.starts_with("bytes=10485760-")), "resumed at 10 MiB: {parts:?}");
 
     // A server that always drops: retries, then a clear error, exit 2.
     let r = scan(&proxied, &["s3://backups/flaky/always-drop.db"]);

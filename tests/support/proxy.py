@@ -1,11 +1,13 @@
 """An HTTP proxy for the object-storage tests: forwards every request to the
 server behind it unchanged (Host included, so signatures stay valid) and
 records the method of each, so a test can prove that etcd-audit only reads
-(GET, HEAD). With `dropping`, the first GET of an object larger than 50 MB
-is cut after 10 MB, and every GET of a key containing `always-drop` half-way.
+(GET, HEAD). With `dropping`, the first answer of more than 20 MB to a GET
+of an object is cut after 10 MB, and every GET of a key containing
+`always-drop` half-way.
 
     GET /__methods   {"GET": n, "HEAD": m, ...} since the proxy started
     GET /__dropped   the paths cut so far
+    GET /__ranges    [path, Range header or null] of every GET so far
 """
 import collections
 import http.client
@@ -22,6 +24,7 @@ def start(upstream_port, dropping=False):
         protocol_version = "HTTP/1.1"
         methods = collections.Counter()
         dropped = set()
+        ranges = []
         lock = threading.Lock()
 
         def reply(self, obj):
@@ -36,6 +39,8 @@ def start(upstream_port, dropping=False):
                 return self.reply(sorted(self.dropped))
             if self.path == "/__methods":
                 return self.reply(dict(self.methods))
+            if self.path == "/__ranges":
+                return self.reply(self.ranges)
             self.forward()
 
         def do_HEAD(self):
@@ -56,12 +61,17 @@ def start(upstream_port, dropping=False):
         def forward(self):
             with self.lock:
                 self.methods[self.command] += 1
+                if self.command == "GET":
+                    self.ranges.append([self.path, self.headers.get("Range")])
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
             conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
             conn.request(self.command, self.path, body=body, headers=dict(self.headers))
             resp = conn.getresponse()
             data = resp.read()
-            big_first_time = len(data) > (50 << 20) and self.path not in self.dropped
+            with self.lock:
+                big_first_time = len(data) > (20 << 20) and self.path not in self.dropped
+                if dropping and big_first_time:
+                    self.dropped.add(self.path)
             cut = dropping and self.command == "GET" and (big_first_time or "always-drop" in self.path)
             self.send_response(resp.status)
             headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "connection")]
