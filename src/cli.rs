@@ -327,6 +327,8 @@ impl ScanCli {
                 now: self.now,
                 // Only a JSON scan report lists entries (`keys` clears it).
                 keep_entries: matches!(self.format, FormatArg::Json),
+                // Each backup's own, set as it is audited.
+                meter: Default::default(),
             },
             fail_on: self.fail_on,
             format: self.format.into(),

@@ -8,6 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 const DOWNLOAD: &str = "{spinner} {msg} {bytes}/{total_bytes} ({bytes_per_sec})";
 const BYTES: &str = "{spinner} {msg} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)";
 const TASK: &str = "{spinner} {msg} {elapsed}";
+const STAGE: &str = "{spinner} {msg} {human_pos}/{human_len} {prefix} ({rate}, {eta} left)";
 
 #[derive(Clone)]
 pub struct Progress {
@@ -36,6 +37,12 @@ impl Progress {
         self.add(ProgressBar::new_spinner(), TASK, &format!("{what} {name}"))
     }
 
+    /// A meter for auditing one backup: a spinner until the audit says
+    /// what it counts ([`Meter::stage`]).
+    pub fn meter(&self, what: &str, name: &str) -> Meter {
+        Meter(self.task(what, name))
+    }
+
     fn add(&self, bar: ProgressBar, template: &str, msg: &str) -> ProgressBar {
         let Some(bars) = &self.bars else { return ProgressBar::hidden() };
         let bar = bars.add(bar);
@@ -46,12 +53,57 @@ impl Progress {
     }
 }
 
+/// Counts per second without decimals (indicatif's `{per_sec}` has four).
+fn stage_style() -> ProgressStyle {
+    ProgressStyle::with_template(STAGE).expect("valid template").with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        },
+    )
+}
+
+/// How far one audit is: leaf pages read, then entries judged, each with
+/// throughput and time left. Hidden (and free) when there are no bars.
+#[derive(Clone, Debug)]
+pub struct Meter(ProgressBar);
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter(ProgressBar::hidden())
+    }
+}
+
+impl Meter {
+    /// Starts counting `total` units (`"leaf pages"`, `"entries"`).
+    pub fn stage(&self, units: &'static str, total: u64) {
+        self.0.set_position(0);
+        self.0.set_prefix(units);
+        self.0.set_length(total);
+        self.0.reset_eta();
+        self.0.set_style(stage_style());
+    }
+
+    pub fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+
+    /// The stage counted last: its units, how far, and of how many.
+    pub fn counted(&self) -> (String, u64, Option<u64>) {
+        (self.0.prefix().to_string(), self.0.position(), self.0.length())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The bars only draw on a terminal: their templates are checked here.
     #[test]
     fn templates_parse() {
-        for t in [super::DOWNLOAD, super::BYTES, super::TASK] {
+        for t in [super::DOWNLOAD, super::BYTES, super::TASK, super::STAGE] {
             assert!(indicatif::ProgressStyle::with_template(t).is_ok(), "{t}");
         }
     }

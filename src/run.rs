@@ -235,12 +235,13 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
         Ok(Scanned { report, content })
     };
     let audit = |item: &Item| -> Result<Scanned, AuditError> {
+        let opts = ScanOptions { meter: item.meter.clone(), ..args.options.clone() };
         let report = match &item.payload {
             Payload::Database { blob, wal } => {
                 let backup = match Backup::open(blob.bytes()) {
                     Err(e) if args.options.salvage => {
                         let input = Input::Salvage { bytes: blob.bytes(), why: e.to_string() };
-                        let report = audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?;
+                        let report = audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?;
                         return complete(item, report);
                     }
                     opened => opened?,
@@ -249,7 +250,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
                     .as_ref()
                     .map(|w| w.iter().map(|(n, b)| (n.clone(), wal::read_wal(b.bytes()))).collect());
                 let input = Input::Bolt { backup: &backup, wal: segments.as_deref() };
-                let mut report = audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?;
+                let mut report = audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?;
                 for (name, segment) in segments.iter().flatten() {
                     report.integrity.notes.extend(segment.notes.iter().map(|n| format!("{name}: {n}")));
                 }
@@ -258,10 +259,10 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
             Payload::Delta(blob) => {
                 let delta = gardener::parse(blob.bytes(), args.input.limits.max_unpacked_bytes)?;
                 let input = Input::Delta { delta: &delta, size_bytes: blob.bytes().len() as u64 };
-                audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
+                audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?
             }
             Payload::Range(live) => {
-                let prefix = match &args.options.etcd_prefix {
+                let prefix = match &opts.etcd_prefix {
                     Some(p) => p.clone(),
                     None => live.detect_prefix(&crate::k8s::DEFAULT_PREFIXES)?,
                 };
@@ -283,7 +284,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
                     Ok(live.range(&prefix, &mut { rows })?)
                 };
                 let input = Input::Range { pages: &mut pages, source: &item.name, prefix: &prefix };
-                audit::scan(input, item.chain.clone(), &judge, &scope, &args.options)?
+                audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?
             }
         };
         complete(item, report)

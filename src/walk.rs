@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex};
 use serde::Serialize;
 
 use crate::container::{self, ContainerError, Content, Limits};
-use crate::progress::Progress;
+use crate::progress::{Meter, Progress};
 use crate::source::live::{Live, LiveOptions, LiveTarget};
 use crate::source::remote::{ObjectUrl, Remote, RemoteObject};
 use crate::source::{self, Blob, Found, SourceError};
@@ -148,6 +148,8 @@ pub struct Item {
     /// The user named this very file or object (not found by a walk).
     pub explicit: bool,
     pub payload: Payload,
+    /// How far its audit is (a progress bar on a terminal, else nothing).
+    pub meter: Meter,
 }
 
 /// Says whether the catalog already holds a file or object (by name and origin).
@@ -231,9 +233,10 @@ where
                         let results = &results;
                         scope.spawn(move |_| {
                             let _slot = slot; // given back when this task ends, even by a panic
-                            let bar = settings.progress.task("auditing", &item.name);
+                            let meter = settings.progress.meter("auditing", &item.name);
+                            let item = Item { meter, ..item };
                             let result = audit(&item);
-                            bar.finish_and_clear();
+                            item.meter.finish();
                             let done = Done { name: item.name, origin: item.origin, result };
                             lock(results).push((order, done));
                         });
@@ -411,6 +414,7 @@ fn visit_live(order: Order, target: &LiveTarget, settings: &Walk, sink: &Sink) {
             origin: Origin::Live,
             explicit: true,
             payload: Payload::Range(Box::new(live)),
+            meter: Meter::default(),
         };
         return sink.backup(order, item);
     }
@@ -458,7 +462,10 @@ fn visit_found(order: Order, found: &Found, local: &Local, budget: Budget, setti
                 Ok((blob, wal)) => {
                     let chain = chain.into_iter().chain(["data-dir".into(), "bbolt".into()]).collect();
                     let payload = Payload::Database { blob, wal: Some(wal) };
-                    sink.backup(order, Item { name, chain, origin, explicit: true, payload })
+                    sink.backup(
+                        order,
+                        Item { name, chain, origin, explicit: true, payload, meter: Meter::default() },
+                    )
                 }
                 Err(e) => sink.failed(order, name, origin, e),
             }
@@ -514,7 +521,14 @@ fn unwrap(order: Order, blob: Blob, at: Unwrap, budget: Budget, settings: &Walk,
         let payload = Payload::Database { blob, wal: None };
         return sink.backup(
             order,
-            Item { name: at.name.to_string(), chain, origin: at.origin, explicit: true, payload },
+            Item {
+                name: at.name.to_string(),
+                chain,
+                origin: at.origin,
+                explicit: true,
+                payload,
+                meter: Meter::default(),
+            },
         );
     }
     let mut fresh = settings.limits.max_unpacked_bytes;
@@ -540,6 +554,7 @@ fn unwrap(order: Order, blob: Blob, at: Unwrap, budget: Budget, settings: &Walk,
         chain,
         origin: at.origin.clone(),
         explicit: at.explicit,
+        meter: Meter::default(),
         payload,
     };
     match unwrapped.content {

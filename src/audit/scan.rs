@@ -25,6 +25,7 @@ use crate::encryption::k3s::Token;
 use crate::etcd::wal::WalFile;
 use crate::etcd::{KeyValueRef, Revision, KEY_BUCKET};
 use crate::k8s::{detect_prefix, elect_prefix, prefix_votes};
+use crate::progress::Meter;
 
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -45,6 +46,8 @@ pub struct ScanOptions {
     /// Keep every live entry for the report (spooled to a scratch file);
     /// otherwise entries are only counted and tallied into findings.
     pub keep_entries: bool,
+    /// Where this backup's progress shows (leaf pages read, entries judged).
+    pub meter: Meter,
 }
 
 /// Feeds every page of a Range read to its argument; returns the revision read at.
@@ -77,7 +80,7 @@ pub fn scan(
 ) -> Result<ScanReport, AuditError> {
     // A range read has no history to tally.
     let history = opts.history && !matches!(input, Input::Range { .. });
-    let tally = Tally::new(opts.keep_entries, history).map_err(AuditError::Spool)?;
+    let tally = Tally::new(opts.keep_entries, history, opts.meter.clone()).map_err(AuditError::Spool)?;
     let read = match input {
         Input::Bolt { backup, wal } => {
             // The trailer's hash reads the whole file on one core while the scan runs.
@@ -562,6 +565,7 @@ fn read_bucket<'a>(
     /// A row, whether it is in scope, and whether [`Wanted`] reads it.
     type Kept<'a> = (Row<'a>, bool, bool);
     let mut pass = Pass { rows: opts.history.then(Vec::new), ..Pass::default() };
+    opts.meter.stage("leaf pages", leaves.len() as u64);
     for batch in leaves.chunks(LEAF_BATCH) {
         let decoded: Vec<(Vec<Kept<'a>>, u64)> = batch
             .par_iter()
@@ -580,6 +584,7 @@ fn read_bucket<'a>(
                 (kept, bad)
             })
             .collect();
+        opts.meter.advance(batch.len() as u64);
         for (kept, bad) in decoded {
             pass.undecodable += bad;
             for (row, in_scope, special) in kept {

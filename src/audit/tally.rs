@@ -14,6 +14,7 @@ use super::hygiene::NonceLedger;
 use super::pairing::KeyTally;
 use super::record::{Entries, EntryRecord, HistoryRecord, Location, Spool, Summary};
 use super::verdict::Judge;
+use crate::progress::Meter;
 
 /// One revision of an in-scope key, in 48 bytes: the index a scan sorts
 /// to find the newest revision of every key, which is its entry.
@@ -44,6 +45,7 @@ pub(super) struct Tally {
     count: u64,
     /// Older revisions (`--history`), tallied the same way.
     pub history: Option<HistoryTally>,
+    meter: Meter,
 }
 
 pub(super) struct HistoryTally {
@@ -56,7 +58,7 @@ pub(super) struct HistoryTally {
 impl Tally {
     /// `keep`: spool every record (for a JSON report); `history`: tally
     /// older revisions too.
-    pub fn new(keep: bool, history: bool) -> std::io::Result<Tally> {
+    pub fn new(keep: bool, history: bool, meter: Meter) -> std::io::Result<Tally> {
         let spool = || if keep { Spool::new().map(Some) } else { Ok(None) };
         let history = match history {
             true => Some(HistoryTally {
@@ -75,6 +77,7 @@ impl Tally {
             spool: spool()?,
             count: 0,
             history,
+            meter,
         })
     }
 
@@ -88,7 +91,8 @@ impl Tally {
         filter: &KeyFilter,
         judge: &Judge,
     ) -> std::io::Result<()> {
-        let Tally { summary, rules, keys: used, nonces, spool, count, .. } = self;
+        let Tally { summary, rules, keys: used, nonces, spool, count, meter, .. } = self;
+        meter.stage("keys", keys.len() as u64);
         let make = |key: &I, out: &mut Vec<EntryRecord>| {
             let Some(l) = newest(key) else { return };
             if let Some(rk) = filter.parse(l.key) {
@@ -96,7 +100,7 @@ impl Tally {
                 out.push(EntryRecord { at: Location::new(l.key, &rk), mod_revision: l.main, verdict });
             }
         };
-        *count += in_order(keys, spool.as_mut(), make, |e: &EntryRecord| {
+        *count += in_order(keys, spool.as_mut(), meter, make, |e: &EntryRecord| {
             summary.add(e.verdict.class);
             rules.add(e);
             used.add(&e.verdict);
@@ -112,9 +116,10 @@ impl Tally {
         items: &[I],
         make: impl Fn(&I, &mut Vec<HistoryRecord>) + Sync,
     ) -> std::io::Result<()> {
-        let Tally { nonces, history: Some(history), .. } = self else { return Ok(()) };
+        let Tally { nonces, history: Some(history), meter, .. } = self else { return Ok(()) };
         let HistoryTally { summary, hits, spool, count } = history;
-        *count += in_order(items, spool.as_mut(), make, |h: &HistoryRecord| {
+        meter.stage("keys' history", items.len() as u64);
+        *count += in_order(items, spool.as_mut(), meter, make, |h: &HistoryRecord| {
             hits.add(h);
             if let Some(v) = &h.verdict {
                 summary.add(v.class);
@@ -141,6 +146,7 @@ impl Tally {
 fn in_order<I: Sync, R: Serialize + Send>(
     items: &[I],
     mut spool: Option<&mut Spool>,
+    meter: &Meter,
     make: impl Fn(&I, &mut Vec<R>) + Sync,
     mut absorb: impl FnMut(&R),
 ) -> std::io::Result<u64> {
@@ -169,6 +175,7 @@ fn in_order<I: Sync, R: Serialize + Send>(
                 spool.write(&lines)?;
             }
         }
+        meter.advance(chunk.len() as u64);
     }
     Ok(count)
 }

@@ -236,8 +236,10 @@ impl Remote {
         file.set_len(object.size).map_err(io)?;
         let path = ObjectPath::from(object.key.as_str());
         let size = object.size;
-        let parts: Vec<(u64, u64)> =
-            (0..size.max(1)).step_by(PART_BYTES as usize).map(|at| (at, (at + PART_BYTES).min(size))).collect();
+        let parts: Vec<(u64, u64)> = (0..size.max(1))
+            .step_by(PART_BYTES as usize)
+            .map(|at| (at, (at + PART_BYTES).min(size)))
+            .collect();
         // The first part says what the object is (metadata, ETag); the rest follow it.
         let listed = object.e_tag.clone();
         let first = self.runtime.block_on(self.part(&path, parts[0], listed.clone(), &file, on_bytes));
@@ -289,9 +291,9 @@ impl Remote {
             match attempt.await {
                 Ok(found) if at >= end => return Ok(found),
                 Ok(_) => failures.push(format!("the stream ended at byte {at} of {end}")),
-                Err(e @ (object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. })) => {
-                    return Err(PartError::Gone(e))
-                }
+                Err(
+                    e @ (object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }),
+                ) => return Err(PartError::Gone(e)),
                 Err(e) => failures.push(e.to_string()),
             }
             if failures.len() > RESUMES {

@@ -83,9 +83,13 @@ fn large_object_survives_a_dropped_connection() {
     assert_eq!(dropped(&s3), ["/backups/big/member-db"], "the proxy cut the first download");
     // Parts of 32 MiB, fetched as ranged GETs; the cut part resumed where it broke off.
     let ranges: Vec<(String, Option<String>)> =
-        serde_json::from_value(get_json(&format!("{}/__ranges", s3.info["proxy"].as_str().unwrap()))).unwrap();
-    let parts: Vec<&str> =
-        ranges.iter().filter(|(p, _)| p == "/backups/big/member-db").filter_map(|(_, r)| r.as_deref()).collect();
+        serde_json::from_value(get_json(&format!("{}/__ranges", s3.info["proxy"].as_str().unwrap())))
+            .unwrap();
+    let parts: Vec<&str> = ranges
+        .iter()
+        .filter(|(p, _)| p == "/backups/big/member-db")
+        .filter_map(|(_, r)| r.as_deref())
+        .collect();
     let size = b["object"]["size"].as_u64().unwrap();
     for part in 0..size.div_ceil(32 << 20) {
         let (start, end) = (part * (32 << 20), ((part + 1) * (32 << 20)).min(size) - 1);

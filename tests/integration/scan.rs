@@ -459,3 +459,30 @@ for p in sorted(glob.glob(sys.argv[2] + "/member/wal/*.wal")):
     let r = run(&["scan", "--format", "json", path_str(&testdata("etcd35-forensics.snapshot.db"))]);
     assert_eq!(r.json()["backups"][0]["cluster"]["etcd_cluster_id"], Value::Null);
 }
+
+/// What a terminal's progress bar counts: the key bucket's leaf pages, then
+/// every in-scope key (48 in this fixture), then, with `--history`, those
+/// keys' older revisions; each stage ends at its total.
+#[test]
+fn the_meter_counts_keys() {
+    use etcd_audit::audit::{self, Backup, Input, Judge, ScanOptions, Scope};
+    use etcd_audit::progress::Meter;
+    let bytes = std::fs::read(testdata("etcd35-scan.snapshot.db")).unwrap();
+    let configs =
+        vec![etcd_audit::encryption::EncryptionConfig::load(&testdata("scan/config-current.yaml")).unwrap()];
+    let scope = Scope::new([], &configs);
+    let judge = Judge::new(configs, vec![]);
+    let backup = Backup::open(&bytes).unwrap();
+    for (history, counted) in [(false, "keys"), (true, "keys' history")] {
+        let meter = Meter::default();
+        let opts = ScanOptions { history, meter: meter.clone(), ..ScanOptions::default() };
+        let report =
+            audit::scan(Input::Bolt { backup: &backup, wal: None }, vec![], &judge, &scope, &opts).unwrap();
+        let (units, at, of) = meter.counted();
+        assert_eq!((units.as_str(), Some(at)), (counted, of), "a stage ends at its total");
+        if !history {
+            assert_eq!(at, 48);
+            assert_eq!(report.entries.count(), 48, "every in-scope key has its entry here");
+        }
+    }
+}
