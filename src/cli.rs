@@ -143,6 +143,10 @@ pub struct ScanCli {
     /// "Now" for --max-age, for reproducible runs (RFC 3339).
     #[arg(long, value_name = "RFC3339", value_parser = etcd_audit::time::parse_rfc3339)]
     now: Option<i64>,
+    /// Backups of one cluster are expected at least this often (e.g. 1h, 1d): each longer
+    /// interval between two of them is a gap (`backup-gap` in `clusters[]`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expect_every: Option<Duration>,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -331,6 +335,7 @@ impl ScanCli {
                 meter: Default::default(),
             },
             fail_on: self.fail_on,
+            expect_every: self.expect_every,
             format: self.format.into(),
             catalog,
             rescan: self.rescan,

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::audit::sweep::{self, SweepOptions};
 use crate::audit::{
     self, AuditError, Backup, FailOn, Input, Inspection, Judge, KmsOverride, Outcome, ScanOptions,
     ScanReport, Scope,
@@ -43,6 +44,8 @@ pub struct ScanArgs {
     pub kms: Vec<KmsOverride>,
     pub options: ScanOptions,
     pub fail_on: FailOn,
+    /// `--expect-every`: the longest expected interval between two backups of a cluster.
+    pub expect_every: Option<std::time::Duration>,
     pub format: Format,
     /// `--catalog[=PATH]`: record every audited backup; skip what it already holds.
     pub catalog: Option<PathBuf>,
@@ -90,8 +93,23 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         &walked,
         |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings },
     );
+    let sweep = SweepOptions {
+        expect_every: args.expect_every,
+        max_age: args.options.max_age,
+        now: args.options.now,
+    };
+    let audited = walked.backups.iter().filter_map(|d| Some((d.name.as_str(), d.result.as_ref().ok()?)));
+    let mut clusters = sweep::group(audited, &sweep);
+    for cluster in &mut clusters {
+        cluster.failed_on = args.fail_on.matched_findings(&cluster.findings);
+    }
+    // Cluster-level findings count for the exit code like a backup's.
+    let outcome = match clusters.iter().any(|c| !c.failed_on.is_empty()) {
+        true => outcome.max(Outcome::Findings),
+        false => outcome,
+    };
     let entries = entries(walked.backups);
-    finish(report::scan::render(out, &entries, &walked.skipped, args.format), outcome)
+    finish(report::scan::render(out, &entries, &clusters, &walked.skipped, args.format), outcome)
 }
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.

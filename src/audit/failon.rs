@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::findings::Code;
+use super::findings::{Code, Finding};
 use super::record::ScanReport;
 use super::verdict::Class;
 
@@ -66,6 +66,7 @@ impl std::str::FromStr for FailOn {
                 set.extend(HYGIENE.iter().map(|c| Token::Code(*c)));
             } else if token == "age" {
                 set.insert(Token::Code(Code::BackupTooOld));
+                set.insert(Token::Code(Code::BackupGap));
             } else if token == "integrity" {
                 set.insert(Token::Integrity);
             } else if let Some(class) = Class::ALL.iter().find(|c| c.as_str() == token) {
@@ -88,6 +89,13 @@ impl FailOn {
             Token::Integrity => !report.integrity.ok,
             Token::Code(code) => report.findings.iter().any(|f| f.code == *code),
         };
+        self.0.iter().filter(|t| hit(t)).map(|t| t.name()).collect()
+    }
+
+    /// The code tokens that `findings` (of a cluster group) match.
+    pub fn matched_findings(&self, findings: &[Finding]) -> Vec<&'static str> {
+        let hit =
+            |token: &Token| matches!(token, Token::Code(code) if findings.iter().any(|f| f.code == *code));
         self.0.iter().filter(|t| hit(t)).map(|t| t.name()).collect()
     }
 }

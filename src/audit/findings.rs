@@ -58,10 +58,13 @@ pub enum Code {
     SecretNotCovered,
     RestoreQuota,
     BackupTooOld,
+    BackupGap,
+    RestoreMixedVersions,
+    KeySharedAcrossClusters,
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 36] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -95,6 +98,9 @@ impl Code {
         Code::SecretNotCovered,
         Code::RestoreQuota,
         Code::BackupTooOld,
+        Code::BackupGap,
+        Code::RestoreMixedVersions,
+        Code::KeySharedAcrossClusters,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +138,9 @@ impl Code {
             Code::SecretNotCovered => "secret-not-covered",
             Code::RestoreQuota => "restore-quota",
             Code::BackupTooOld => "backup-too-old",
+            Code::BackupGap => "backup-gap",
+            Code::RestoreMixedVersions => "restore-mixed-versions",
+            Code::KeySharedAcrossClusters => "key-shared-across-clusters",
         }
     }
 }

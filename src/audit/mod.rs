@@ -14,6 +14,7 @@ mod pairing;
 mod record;
 mod scan;
 mod scope;
+pub mod sweep;
 mod tally;
 mod verdict;
 

@@ -1,17 +1,73 @@
-use std::fmt::Write;
+use std::fmt::Write as _;
+
+use serde::Serialize;
 
 use super::{Entry, Format, Skipped};
-use crate::audit::{Class, KeyUse, ScanReport};
+use crate::audit::sweep::ClusterGroup;
+use crate::audit::{Class, Finding, KeyUse, ScanReport};
 
 pub const SCHEMA: &str = "etcd-audit.scan/v1";
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: &'static str,
+    tool_version: &'static str,
+    backups: &'a [Entry<ScanReport>],
+    /// The sweep grouped per cluster.
+    clusters: &'a [ClusterGroup],
+    skipped: &'a [Skipped],
+}
 
 pub fn render(
     out: &mut dyn std::io::Write,
     backups: &[Entry<ScanReport>],
+    clusters: &[ClusterGroup],
     skipped: &[Skipped],
     format: Format,
 ) -> std::io::Result<()> {
-    super::render(out, SCHEMA, backups, skipped, format, table)
+    match format {
+        Format::Json => super::write_json(
+            out,
+            &Document { schema: SCHEMA, tool_version: crate::TOOL_VERSION, backups, clusters, skipped },
+        ),
+        Format::Table => {
+            for (i, backup) in backups.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                out.write_all(table(backup).as_bytes())?;
+            }
+            // One backup is its own cluster: the section only says more for a sweep.
+            if backups.len() > 1 || clusters.iter().any(|c| !c.findings.is_empty()) {
+                out.write_all(clusters_table(clusters).as_bytes())?;
+            }
+            out.write_all(super::skipped_table(skipped).as_bytes())
+        }
+    }
+}
+
+fn clusters_table(clusters: &[ClusterGroup]) -> String {
+    let mut out = String::new();
+    for c in clusters {
+        let versions = if c.kubernetes_versions.is_empty() {
+            "version unknown".into()
+        } else {
+            c.kubernetes_versions.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "\ncluster     {} ({versions}): {} backups",
+            c.uid.as_deref().unwrap_or("unknown"),
+            c.backups.len()
+        );
+        for (label, dated) in [("newest", &c.newest), ("oldest", &c.oldest)] {
+            if let Some(d) = dated {
+                let _ = writeln!(out, "{label:<11} {} at {}", d.source, d.taken_at);
+            }
+        }
+        findings_table(&mut out, &c.findings);
+    }
+    out
 }
 
 fn table(entry: &Entry<ScanReport>) -> String {
@@ -63,21 +119,7 @@ fn table(entry: &Entry<ScanReport>) -> String {
         let _ = writeln!(out, "keys needed");
         out.push_str(&keys_table(&r.keys));
     }
-    if !r.findings.is_empty() {
-        let _ = writeln!(out, "findings");
-        for f in &r.findings {
-            let sev = format!("{:?}", f.severity).to_uppercase();
-            let _ = writeln!(out, "  {sev:<6} {} ({}): {}", f.code, f.count, f.message);
-            if !f.examples.is_empty() {
-                let more = if f.count as usize > f.examples.len() { ", …" } else { "" };
-                let _ = writeln!(
-                    out,
-                    "         e.g. {}{more}",
-                    f.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
-    }
+    findings_table(&mut out, &r.findings);
     let verdict = if r.failed_on.is_empty() {
         "PASS (exit 0)".to_string()
     } else {
@@ -128,4 +170,23 @@ pub(super) fn keys_table(keys: &[KeyUse]) -> String {
         }
     }
     out
+}
+
+fn findings_table(out: &mut String, findings: &[Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "findings");
+    for f in findings {
+        let sev = format!("{:?}", f.severity).to_uppercase();
+        let _ = writeln!(out, "  {sev:<6} {} ({}): {}", f.code, f.count, f.message);
+        if !f.examples.is_empty() {
+            let more = if f.count as usize > f.examples.len() { ", …" } else { "" };
+            let _ = writeln!(
+                out,
+                "         e.g. {}{more}",
+                f.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
 }

@@ -20,4 +20,5 @@ mod live;
 mod readonly;
 mod s3;
 mod scan;
+mod sweep;
 mod util;

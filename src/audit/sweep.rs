@@ -1,0 +1,230 @@
+//! A sweep grouped per cluster (by the kube-system Namespace's UID): which
+//! backups each cluster has, its newest and oldest, the keys they need, and
+//! what only shows across backups: gaps in the schedule (`--expect-every`),
+//! a newest backup older than `--max-age`, backups spanning Kubernetes
+//! minor versions, and one key in several clusters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::findings::{Code, Finding, Severity};
+use super::record::ScanReport;
+
+/// What the cluster-level findings are judged against.
+#[derive(Clone, Debug, Default)]
+pub struct SweepOptions {
+    /// `--expect-every`: a longer interval between two backups is a gap.
+    pub expect_every: Option<Duration>,
+    /// `--max-age`: a cluster whose newest backup is older is `backup-too-old`.
+    pub max_age: Option<Duration>,
+    /// `--now` (Unix seconds); the clock when unset.
+    pub now: Option<i64>,
+}
+
+/// `clusters[]`: the backups of one cluster (or of no known cluster).
+#[derive(Debug, Serialize)]
+pub struct ClusterGroup {
+    /// `null` for the group of backups whose cluster is unknown.
+    pub uid: Option<String>,
+    pub kubernetes_versions: Vec<String>,
+    /// Sources, oldest first (those without a time last, by name).
+    pub backups: Vec<String>,
+    pub newest: Option<Dated>,
+    pub oldest: Option<Dated>,
+    /// Every key a backup of this cluster needs, as `provider:name`.
+    pub keys: Vec<String>,
+    pub findings: Vec<Finding>,
+    /// The `--fail-on` tokens these findings matched (set by the caller's policy).
+    pub failed_on: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Dated {
+    pub source: String,
+    pub taken_at: String,
+}
+
+/// Backups (source, report) by cluster UID, the unknown cluster (`(true, None)`) last.
+type ByCluster<'r> = BTreeMap<(bool, Option<String>), Vec<(&'r str, &'r ScanReport)>>;
+
+/// Groups audited backups (source, report) by cluster, in UID order, the
+/// unknown cluster last.
+pub fn group<'r>(
+    backups: impl Iterator<Item = (&'r str, &'r ScanReport)>,
+    opts: &SweepOptions,
+) -> Vec<ClusterGroup> {
+    let mut by_uid: ByCluster = BTreeMap::new();
+    for (source, report) in backups {
+        let uid = report.cluster.as_ref().and_then(|c| c.uid.clone());
+        by_uid.entry((uid.is_none(), uid)).or_default().push((source, report));
+    }
+    let shared = shared_keys(&by_uid);
+    by_uid
+        .into_iter()
+        .map(|((_, uid), members)| {
+            let mut group = one(uid, members, opts);
+            if let Some(uid) = &group.uid {
+                group.findings.extend(shared_finding(uid, &shared));
+            }
+            group
+        })
+        .collect()
+}
+
+fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepOptions) -> ClusterGroup {
+    let when = |r: &ScanReport| r.taken_at.as_ref().map(|t| t.unix);
+    members.sort_by(|a, b| (when(a.1).is_none(), when(a.1), a.0).cmp(&(when(b.1).is_none(), when(b.1), b.0)));
+    let dated: Vec<(&str, &super::cluster::TakenAt)> =
+        members.iter().filter_map(|(s, r)| Some((*s, r.taken_at.as_ref()?))).collect();
+    let date = |(source, t): &(&str, &super::cluster::TakenAt)| Dated {
+        source: source.to_string(),
+        taken_at: t.estimate.clone(),
+    };
+    let versions: BTreeSet<String> =
+        members.iter().filter_map(|(_, r)| r.cluster.as_ref()?.kubernetes_version.clone()).collect();
+    let keys: BTreeSet<String> = members
+        .iter()
+        .flat_map(|(_, r)| r.keys.iter().map(|k| format!("{}:{}", k.provider.as_str(), k.name)))
+        .collect();
+    let mut findings = Vec::new();
+    if uid.is_some() {
+        findings.extend(gaps(&dated, opts));
+        findings.extend(too_old(dated.last(), opts));
+        findings.extend(mixed_versions(&versions));
+    }
+    ClusterGroup {
+        uid,
+        kubernetes_versions: versions.into_iter().collect(),
+        backups: members.iter().map(|(s, _)| s.to_string()).collect(),
+        newest: dated.last().map(date),
+        oldest: dated.first().map(date),
+        keys: keys.into_iter().collect(),
+        findings,
+        failed_on: Vec::new(),
+    }
+}
+
+/// `backup-gap`: intervals between consecutive backups longer than `--expect-every`.
+fn gaps(dated: &[(&str, &super::cluster::TakenAt)], opts: &SweepOptions) -> Option<Finding> {
+    let every = opts.expect_every?.as_secs() as i64;
+    let gaps: Vec<_> = dated
+        .windows(2)
+        .filter(|w| w[1].1.unix - w[0].1.unix > every)
+        .map(|w| (w[0], w[1], w[1].1.unix - w[0].1.unix))
+        .collect();
+    (!gaps.is_empty()).then(|| {
+        let n = gaps.len() as u64;
+        let mut f = Finding::new(
+            Severity::Medium,
+            Code::BackupGap,
+            n,
+            format!("{n} intervals between consecutive backups are longer than --expect-every ({} min)", every / 60),
+            gaps.iter().map(|((a, ta), (b, tb), s)| {
+                format!("{} ({a}) to {} ({b}): {} min", ta.estimate, tb.estimate, s / 60)
+            }),
+        );
+        f.details = gaps
+            .iter()
+            .map(|((a, ta), (b, tb), s)| {
+                json!({"from": ta.estimate, "from_source": a, "to": tb.estimate, "to_source": b, "seconds": s})
+            })
+            .collect();
+        f.remediation = Some("Check the backup schedule's history (failed jobs, paused timers) for these intervals.");
+        f
+    })
+}
+
+/// `backup-too-old` at cluster level: even the newest backup is older than `--max-age`.
+fn too_old(newest: Option<&(&str, &super::cluster::TakenAt)>, opts: &SweepOptions) -> Option<Finding> {
+    let (max_age, (source, taken)) = (opts.max_age?, newest?);
+    let now = opts.now.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    });
+    let age = now - taken.unix;
+    (age > max_age.as_secs() as i64).then(|| {
+        let mut f = Finding::new(
+            Severity::Medium,
+            Code::BackupTooOld,
+            1,
+            format!(
+                "the newest backup of this cluster was taken at {} ({} h before now), older than --max-age ({} h)",
+                taken.estimate,
+                age / 3600,
+                max_age.as_secs() / 3600
+            ),
+            std::iter::once(source.to_string()),
+        );
+        f.remediation = Some("Check that scheduled backups of this cluster run and reach this location.");
+        f
+    })
+}
+
+/// `restore-mixed-versions`: the backups span Kubernetes minor versions.
+fn mixed_versions(versions: &BTreeSet<String>) -> Option<Finding> {
+    let minors: BTreeSet<(u32, u32)> = versions.iter().filter_map(|v| minor(v)).collect();
+    (minors.len() > 1).then(|| {
+        let mut f = Finding::new(
+            Severity::Low,
+            Code::RestoreMixedVersions,
+            minors.len() as u64,
+            format!(
+                "backups of this cluster span {} Kubernetes minor versions: restoring an older one onto newer control-plane binaries skips the storage migrations between them",
+                minors.len()
+            ),
+            versions.iter().cloned(),
+        );
+        f.remediation = Some("Restore a backup taken with the control plane's current minor version, or restore onto matching binaries.");
+        f
+    })
+}
+
+/// `v1.30.2`, `v1.29.10+k3s1` → (1, 30).
+fn minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.strip_prefix('v').unwrap_or(version).split(['.', '+', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// A key, by fingerprint: its label and the clusters whose backups hold it.
+type Shared = BTreeMap<String, (String, BTreeSet<String>)>;
+
+/// The key fingerprints found in backups of more than one known cluster.
+fn shared_keys(by_uid: &ByCluster) -> Shared {
+    let mut keys: Shared = BTreeMap::new();
+    for ((_, uid), members) in by_uid {
+        let Some(uid) = uid else { continue };
+        for k in members.iter().flat_map(|(_, r)| &r.keys) {
+            if let Some(fp) = &k.fingerprint {
+                let label = format!("{}:{}", k.provider.as_str(), k.name);
+                keys.entry(fp.clone()).or_insert_with(|| (label, BTreeSet::new())).1.insert(uid.clone());
+            }
+        }
+    }
+    keys.retain(|_, (_, uids)| uids.len() > 1);
+    keys
+}
+
+/// `key-shared-across-clusters` for the cluster `uid`: a leak of one
+/// cluster's backups and keys opens the other's too.
+fn shared_finding(uid: &str, shared: &Shared) -> Option<Finding> {
+    let here: Vec<_> = shared.iter().filter(|(_, (_, uids))| uids.contains(uid)).collect();
+    (!here.is_empty()).then(|| {
+        let n = here.len() as u64;
+        let others = |uids: &BTreeSet<String>| uids.iter().filter(|u| *u != uid).cloned().collect::<Vec<_>>();
+        let mut f = Finding::new(
+            Severity::High,
+            Code::KeySharedAcrossClusters,
+            n,
+            format!("{n} keys of this cluster also encrypt backups of other clusters: one leaked key opens them all"),
+            here.iter().map(|(fp, (label, uids))| format!("{label} ({fp}) also in {}", others(uids).join(", "))),
+        );
+        f.details = here
+            .iter()
+            .map(|(fp, (label, uids))| json!({"key": label, "fingerprint": fp, "clusters": others(uids)}))
+            .collect();
+        f.remediation = Some("Give every cluster keys of its own: add a new key first, rewrite all Secrets, then remove the shared one.");
+        f
+    })
+}

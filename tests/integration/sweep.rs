@@ -1,0 +1,114 @@
+//! A sweep grouped per cluster, on snapshots of two real clusters taken at
+//! known times (`testdata/clusters`, made by `testdata/gen/make-clusters.sh`;
+//! `expected.json` holds each file's cluster, version and time).
+
+use crate::util::*;
+use serde_json::{json, Value};
+
+fn sweep(extra: &[&str]) -> Run {
+    let dir = testdata("clusters");
+    let cfg = testdata("clusters/config.yaml");
+    let mut args = vec!["scan", "--format", "json", "-c", path_str(&cfg), path_str(&dir)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn finding<'a>(group: &'a Value, code: &str) -> Option<&'a Value> {
+    group["findings"].as_array().unwrap().iter().find(|f| f["code"] == code)
+}
+
+#[test]
+fn every_backup_knows_its_cluster_and_time() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("clusters/expected.json")).unwrap()).unwrap();
+    let doc = sweep(&[]).json();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 4);
+    for b in backups {
+        let file = b["source"].as_str().unwrap().rsplit('/').next().unwrap();
+        let truth = &expected[file];
+        assert_eq!(b["cluster"]["uid"], truth["uid"], "{file}");
+        assert_eq!(b["cluster"]["kubernetes_version"], truth["kubernetes_version"], "{file}");
+        let estimate = b["taken_at"]["estimate"].as_str().unwrap();
+        let at = etcd_audit::time::parse_rfc3339(estimate).unwrap();
+        let truth_at = truth["taken_at"].as_i64().unwrap();
+        assert!((at - truth_at).abs() <= 15, "{file}: {estimate} vs {truth_at}");
+    }
+}
+
+#[test]
+fn one_group_per_cluster_with_its_gap_versions_and_shared_key() {
+    let r = sweep(&["--expect-every", "2h", "--fail-on", "integrity"]);
+    assert_eq!(r.code, 0, "no --fail-on token for cluster findings: {}", r.stderr);
+    let doc = r.json();
+    let clusters = doc["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 2, "{doc}");
+    let (east, west) = (&clusters[0], &clusters[1]);
+    assert_eq!(east["uid"], "11111111-1111-4111-8111-111111111111");
+    assert_eq!(east["kubernetes_versions"], json!(["v1.30.2", "v1.31.0"]));
+    let names: Vec<&str> = east["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha.db", "bravo.db", "charlie.db"], "oldest first");
+    assert!(east["newest"]["source"].as_str().unwrap().ends_with("charlie.db"));
+    assert_eq!(east["newest"]["taken_at"], "2026-09-21T17:23:20Z");
+    assert!(east["oldest"]["source"].as_str().unwrap().ends_with("alpha.db"));
+    let gap = finding(east, "backup-gap").expect("the one gap");
+    assert_eq!((gap["count"].as_u64(), gap["severity"].as_str()), (Some(1), Some("medium")));
+    assert_eq!(gap["details"][0]["seconds"], 7800);
+    assert!(gap["details"][0]["to_source"].as_str().unwrap().ends_with("charlie.db"));
+    assert!(finding(east, "restore-mixed-versions").is_some());
+    assert!(finding(west, "backup-gap").is_none() && finding(west, "restore-mixed-versions").is_none());
+    for group in [east, west] {
+        let shared = finding(group, "key-shared-across-clusters").expect("one aescbc key in both clusters");
+        assert_eq!(shared["severity"], "high");
+        assert_eq!(group["keys"], json!(["aescbc:shared"]));
+    }
+    assert_eq!(
+        finding(west, "key-shared-across-clusters").unwrap()["details"][0]["clusters"],
+        json!([east["uid"]])
+    );
+    // Every interval is shorter than 3 h: no gap.
+    let doc = sweep(&["--expect-every", "3h"]).json();
+    assert!(finding(&doc["clusters"][0], "backup-gap").is_none());
+}
+
+#[test]
+fn age_counts_for_backups_and_clusters_alike() {
+    let now = ["--now", "2026-09-21T18:13:20Z", "--max-age", "2h"];
+    let mut args = now.to_vec();
+    args.extend(["--expect-every", "2h", "--fail-on", "age"]);
+    let r = sweep(&args);
+    assert_eq!(r.code, 1, "--fail-on age: {}", r.stderr);
+    let doc = r.json();
+    let old: Vec<&str> = doc["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["findings"].as_array().unwrap().iter().any(|f| f["code"] == "backup-too-old"))
+        .map(|b| b["source"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(old, ["alpha.db", "bravo.db", "delta.db"], "older than 2 h at 18:13:20");
+    let (east, west) = (&doc["clusters"][0], &doc["clusters"][1]);
+    assert!(finding(east, "backup-too-old").is_none(), "east's newest is 50 min old");
+    assert!(finding(west, "backup-too-old").is_some(), "west's only backup is 3.5 h old");
+    assert_eq!(east["failed_on"], json!(["backup-gap"]));
+    // A cluster finding alone decides the exit code too.
+    let r = sweep(&["--expect-every", "2h", "--fail-on", "backup-gap"]);
+    assert_eq!(r.code, 1);
+    let table = run(&[
+        "scan",
+        "-c",
+        path_str(&testdata("clusters/config.yaml")),
+        path_str(&testdata("clusters")),
+        "--expect-every",
+        "2h",
+    ]);
+    assert!(table
+        .stdout
+        .contains("cluster     11111111-1111-4111-8111-111111111111 (v1.30.2, v1.31.0): 3 backups"));
+    assert!(table.stdout.contains("backup-gap (1)"), "{}", table.stdout);
+}
