@@ -147,6 +147,9 @@ pub struct ScanCli {
     /// interval between two of them is a gap (`backup-gap` in `clusters[]`).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     expect_every: Option<Duration>,
+    /// A write key seen in a cluster's backups for longer than this is `key-rotation-overdue`.
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = parse_duration)]
+    rotate_every: Duration,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -336,6 +339,7 @@ impl ScanCli {
             },
             fail_on: self.fail_on,
             expect_every: self.expect_every,
+            rotate_every: self.rotate_every,
             format: self.format.into(),
             catalog,
             rescan: self.rescan,

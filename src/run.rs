@@ -46,6 +46,8 @@ pub struct ScanArgs {
     pub fail_on: FailOn,
     /// `--expect-every`: the longest expected interval between two backups of a cluster.
     pub expect_every: Option<std::time::Duration>,
+    /// `--rotate-every`: how long one write key may stay in use.
+    pub rotate_every: std::time::Duration,
     pub format: Format,
     /// `--catalog[=PATH]`: record every audited backup; skip what it already holds.
     pub catalog: Option<PathBuf>,
@@ -97,6 +99,7 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         expect_every: args.expect_every,
         max_age: args.options.max_age,
         now: args.options.now,
+        rotate_every: Some(args.rotate_every),
     };
     let audited = walked.backups.iter().filter_map(|d| Some((d.name.as_str(), d.result.as_ref().ok()?)));
     let mut clusters = sweep::group(audited, &sweep);
@@ -247,6 +250,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
         if let Some(metadata) = item.origin.user_metadata() {
             audit::k3s::check_metadata(&mut report, metadata);
         }
+        audit::cluster::check_taken_at(&mut report, item.origin.last_modified());
         report.failed_on = args.fail_on.matched(&report);
         let content =
             catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));

@@ -96,6 +96,14 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// An object's Last-Modified (RFC 3339).
+    pub fn last_modified(&self) -> Option<&str> {
+        match self {
+            Origin::Object(o) => Some(o.last_modified.as_str()).filter(|t| !t.is_empty()),
+            _ => None,
+        }
+    }
+
     /// What the report shows under `object`: object-storage facts, or a local
     /// file's k3s sidecar.
     pub fn object(&self, name: &str) -> Option<RemoteObject> {

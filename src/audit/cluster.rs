@@ -129,6 +129,54 @@ fn newer(a: &str, b: &str) -> bool {
     parts(a) > parts(b)
 }
 
+/// How far apart `taken_at` and another clock may be before they disagree.
+const DISAGREE_SECONDS: i64 = 600;
+
+/// `taken-at-disagrees` (low): the time a k3s snapshot's name says, or the
+/// object's Last-Modified, is more than 10 minutes from `taken_at`: a
+/// renamed or copied file, a stale Lease, or an upload long after the fact.
+pub fn check_taken_at(report: &mut super::ScanReport, last_modified: Option<&str>) {
+    let Some(taken) = &report.taken_at else { return };
+    let named = report
+        .k3s
+        .as_ref()
+        .and_then(|k| k.snapshot.as_ref())
+        .map(|s| ("the k3s snapshot name", s.unix_time as i64));
+    let uploaded = last_modified
+        .and_then(|t| crate::time::parse_rfc3339(t).ok())
+        .map(|t| ("the object's Last-Modified", t));
+    let apart: Vec<(&str, i64)> = named
+        .into_iter()
+        .chain(uploaded)
+        .filter(|(_, t)| (t - taken.unix).abs() > DISAGREE_SECONDS)
+        .collect();
+    if apart.is_empty() {
+        return;
+    }
+    let n = apart.len() as u64;
+    let says = |(what, t): &(&str, i64)| {
+        format!(
+            "{what} says {} ({} min off)",
+            crate::time::rfc3339((*t).max(0) as u64),
+            (t - taken.unix).abs() / 60
+        )
+    };
+    let mut f = super::Finding::new(
+        super::Severity::Low,
+        super::Code::TakenAtDisagrees,
+        n,
+        format!(
+            "taken_at ({}, from {}) disagrees with {}",
+            taken.estimate,
+            taken.source,
+            apart.iter().map(says).collect::<Vec<_>>().join(" and ")
+        ),
+        apart.iter().map(says),
+    );
+    f.remediation = Some("Check which clock is right before trusting this backup's age: a renamed or re-uploaded file keeps its old content.");
+    report.findings.push(f);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,10 +61,12 @@ pub enum Code {
     BackupGap,
     RestoreMixedVersions,
     KeySharedAcrossClusters,
+    TakenAtDisagrees,
+    KeyRotationOverdue,
 }
 
 impl Code {
-    pub const ALL: [Code; 36] = [
+    pub const ALL: [Code; 38] = [
         Code::PlaintextSecret,
         Code::PlaintextValue,
         Code::UnknownKey,
@@ -101,6 +103,8 @@ impl Code {
         Code::BackupGap,
         Code::RestoreMixedVersions,
         Code::KeySharedAcrossClusters,
+        Code::TakenAtDisagrees,
+        Code::KeyRotationOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +145,8 @@ impl Code {
             Code::BackupGap => "backup-gap",
             Code::RestoreMixedVersions => "restore-mixed-versions",
             Code::KeySharedAcrossClusters => "key-shared-across-clusters",
+            Code::TakenAtDisagrees => "taken-at-disagrees",
+            Code::KeyRotationOverdue => "key-rotation-overdue",
         }
     }
 }

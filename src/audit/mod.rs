@@ -2,7 +2,7 @@
 //! key pairing) and turn the result into an exit code.
 
 mod backup;
-mod cluster;
+pub mod cluster;
 pub mod configs;
 mod failon;
 mod findings;

@@ -22,6 +22,18 @@ pub struct SweepOptions {
     pub max_age: Option<Duration>,
     /// `--now` (Unix seconds); the clock when unset.
     pub now: Option<i64>,
+    /// `--rotate-every`: a write key older than this is `key-rotation-overdue`.
+    pub rotate_every: Option<Duration>,
+}
+
+impl SweepOptions {
+    fn now(&self) -> i64 {
+        self.now.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        })
+    }
 }
 
 /// `clusters[]`: the backups of one cluster (or of no known cluster).
@@ -34,11 +46,27 @@ pub struct ClusterGroup {
     pub backups: Vec<String>,
     pub newest: Option<Dated>,
     pub oldest: Option<Dated>,
-    /// Every key a backup of this cluster needs, as `provider:name`.
-    pub keys: Vec<String>,
+    /// Every key a backup of this cluster needs, by fingerprint when known.
+    pub keys: Vec<KeySeen>,
     pub findings: Vec<Finding>,
     /// The `--fail-on` tokens these findings matched (set by the caller's policy).
     pub failed_on: Vec<&'static str>,
+}
+
+/// A key the backups of a cluster need, and when it was seen.
+#[derive(Debug, Serialize)]
+pub struct KeySeen {
+    /// `provider:name`.
+    pub key: String,
+    pub fingerprint: Option<String>,
+    /// kube-apiserver with the first supplied config writes with it.
+    pub write_key: bool,
+    /// `taken_at` of the oldest and newest backup whose values need it
+    /// (`null` when none of them has a time).
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    #[serde(skip)]
+    first_unix: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,15 +113,13 @@ fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepO
     };
     let versions: BTreeSet<String> =
         members.iter().filter_map(|(_, r)| r.cluster.as_ref()?.kubernetes_version.clone()).collect();
-    let keys: BTreeSet<String> = members
-        .iter()
-        .flat_map(|(_, r)| r.keys.iter().map(|k| format!("{}:{}", k.provider.as_str(), k.name)))
-        .collect();
+    let keys = keys_seen(&members);
     let mut findings = Vec::new();
     if uid.is_some() {
         findings.extend(gaps(&dated, opts));
         findings.extend(too_old(dated.last(), opts));
         findings.extend(mixed_versions(&versions));
+        findings.extend(rotation_overdue(&keys, opts));
     }
     ClusterGroup {
         uid,
@@ -101,7 +127,7 @@ fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepO
         backups: members.iter().map(|(s, _)| s.to_string()).collect(),
         newest: dated.last().map(date),
         oldest: dated.first().map(date),
-        keys: keys.into_iter().collect(),
+        keys,
         findings,
         failed_on: Vec::new(),
     }
@@ -140,10 +166,7 @@ fn gaps(dated: &[(&str, &super::cluster::TakenAt)], opts: &SweepOptions) -> Opti
 /// `backup-too-old` at cluster level: even the newest backup is older than `--max-age`.
 fn too_old(newest: Option<&(&str, &super::cluster::TakenAt)>, opts: &SweepOptions) -> Option<Finding> {
     let (max_age, (source, taken)) = (opts.max_age?, newest?);
-    let now = opts.now.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-    });
-    let age = now - taken.unix;
+    let age = opts.now() - taken.unix;
     (age > max_age.as_secs() as i64).then(|| {
         let mut f = Finding::new(
             Severity::Medium,
@@ -158,6 +181,67 @@ fn too_old(newest: Option<&(&str, &super::cluster::TakenAt)>, opts: &SweepOption
             std::iter::once(source.to_string()),
         );
         f.remediation = Some("Check that scheduled backups of this cluster run and reach this location.");
+        f
+    })
+}
+
+/// The keys of `members` (oldest first), one row per fingerprint (or
+/// `provider:name` when no supplied config holds the key).
+fn keys_seen(members: &[(&str, &ScanReport)]) -> Vec<KeySeen> {
+    let mut seen: BTreeMap<(String, Option<String>), KeySeen> = BTreeMap::new();
+    for (_, r) in members {
+        let at = r.taken_at.as_ref();
+        for k in r.keys.iter().filter(|k| k.entries > 0) {
+            let key = format!("{}:{}", k.provider.as_str(), k.name);
+            let row = seen.entry((key.clone(), k.fingerprint.clone())).or_insert_with(|| KeySeen {
+                key,
+                fingerprint: k.fingerprint.clone(),
+                write_key: false,
+                first_seen: None,
+                last_seen: None,
+                first_unix: None,
+            });
+            row.write_key |= k.write_key;
+            if let Some(t) = at {
+                if row.first_unix.is_none_or(|first| t.unix < first) {
+                    (row.first_unix, row.first_seen) = (Some(t.unix), Some(t.estimate.clone()));
+                }
+                row.last_seen = Some(t.estimate.clone());
+            }
+        }
+    }
+    seen.into_values().collect()
+}
+
+/// `key-rotation-overdue`: a write key already in use longer than
+/// `--rotate-every` ago (from the oldest backup whose values need it).
+fn rotation_overdue(keys: &[KeySeen], opts: &SweepOptions) -> Option<Finding> {
+    let every = opts.rotate_every?.as_secs() as i64;
+    let now = opts.now();
+    let overdue: Vec<(&KeySeen, i64)> = keys
+        .iter()
+        .filter(|k| k.write_key)
+        .filter_map(|k| Some((k, now - k.first_unix?)))
+        .filter(|(_, age)| *age > every)
+        .collect();
+    (!overdue.is_empty()).then(|| {
+        let n = overdue.len() as u64;
+        let mut f = Finding::new(
+            Severity::Medium,
+            Code::KeyRotationOverdue,
+            n,
+            format!("{n} write keys were already in use more than --rotate-every ({} d) ago", every / 86_400),
+            overdue.iter().map(|(k, age)| {
+                format!(
+                    "{} ({}): in backups since {} ({} d)",
+                    k.key,
+                    k.fingerprint.as_deref().unwrap_or("not supplied"),
+                    k.first_seen.as_deref().unwrap_or("?"),
+                    age / 86_400
+                )
+            }),
+        );
+        f.remediation = Some("Rotate: add a new key first in the provider list, restart the apiservers, rewrite all Secrets, then drop the old key.");
         f
     })
 }
@@ -195,7 +279,7 @@ fn shared_keys(by_uid: &ByCluster) -> Shared {
     let mut keys: Shared = BTreeMap::new();
     for ((_, uid), members) in by_uid {
         let Some(uid) = uid else { continue };
-        for k in members.iter().flat_map(|(_, r)| &r.keys) {
+        for k in members.iter().flat_map(|(_, r)| r.keys.iter().filter(|k| k.entries > 0)) {
             if let Some(fp) = &k.fingerprint {
                 let label = format!("{}:{}", k.provider.as_str(), k.name);
                 keys.entry(fp.clone()).or_insert_with(|| (label, BTreeSet::new())).1.insert(uid.clone());

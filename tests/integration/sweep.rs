@@ -65,8 +65,16 @@ fn one_group_per_cluster_with_its_gap_versions_and_shared_key() {
     for group in [east, west] {
         let shared = finding(group, "key-shared-across-clusters").expect("one aescbc key in both clusters");
         assert_eq!(shared["severity"], "high");
-        assert_eq!(group["keys"], json!(["aescbc:shared"]));
+        let keys = group["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (keys[0]["key"].as_str(), keys[0]["write_key"].as_bool()),
+            (Some("aescbc:shared"), Some(true))
+        );
+        assert!(keys[0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     }
+    assert_eq!(east["keys"][0]["first_seen"], "2026-09-21T14:13:20Z");
+    assert_eq!(east["keys"][0]["last_seen"], "2026-09-21T17:23:20Z");
     assert_eq!(
         finding(west, "key-shared-across-clusters").unwrap()["details"][0]["clusters"],
         json!([east["uid"]])
@@ -111,4 +119,47 @@ fn age_counts_for_backups_and_clusters_alike() {
         .stdout
         .contains("cluster     11111111-1111-4111-8111-111111111111 (v1.30.2, v1.31.0): 3 backups"));
     assert!(table.stdout.contains("backup-gap (1)"), "{}", table.stdout);
+}
+
+/// A k3s snapshot name carries the time it was taken: more than 10 minutes
+/// from the Leases' time is `taken-at-disagrees` (low).
+#[test]
+fn a_snapshot_name_that_disagrees_with_the_leases_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_790_000_000; // alpha.db's Leases
+    for (name, off) in [("etcd-snapshot-cp-1", 3600), ("on-demand-cp-1", 120)] {
+        std::fs::copy(testdata("clusters/alpha.db"), dir.path().join(format!("{name}-{}", t0 + off)))
+            .unwrap();
+    }
+    let doc = run(&["scan", "--format", "json", "--fail-on", "integrity", path_str(dir.path())]).json();
+    let codes = |b: &Value| -> Vec<String> {
+        b["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
+    };
+    let (far, near) = (&doc["backups"][0], &doc["backups"][1]);
+    assert!(far["source"].as_str().unwrap().contains("etcd-snapshot-cp-1-"));
+    assert!(codes(far).contains(&"taken-at-disagrees".to_string()), "{far}");
+    let f = finding(far, "taken-at-disagrees").unwrap();
+    assert_eq!(f["severity"], "low");
+    assert!(f["message"].as_str().unwrap().contains("60 min off"), "{f}");
+    assert!(!codes(near).contains(&"taken-at-disagrees".to_string()), "2 min apart is fine: {near}");
+}
+
+/// The write key has been in the backups since the oldest one: past
+/// `--rotate-every` (90 days unless given) it is `key-rotation-overdue`.
+#[test]
+fn a_write_key_older_than_the_rotation_schedule_is_overdue() {
+    let later = ["--now", "2027-01-01T00:00:00Z", "--fail-on", "key-rotation-overdue"];
+    let r = sweep(&later);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let doc = r.json();
+    for group in doc["clusters"].as_array().unwrap() {
+        let f = finding(group, "key-rotation-overdue").expect("101 days after the first backup");
+        assert_eq!((f["severity"].as_str(), f["count"].as_u64()), (Some("medium"), Some(1)));
+        assert!(f["examples"][0].as_str().unwrap().starts_with("aescbc:shared (sha256:"), "{f}");
+    }
+    let mut relaxed = later.to_vec();
+    relaxed.extend(["--rotate-every", "120d"]);
+    let r = sweep(&relaxed);
+    assert_eq!(r.code, 0);
+    assert!(finding(&r.json()["clusters"][0], "key-rotation-overdue").is_none());
 }
