@@ -157,11 +157,18 @@ pub struct ScanCli {
 #[derive(Subcommand)]
 pub enum CatalogCli {
     /// Every catalogued backup with the keys it needs.
-    List,
+    List {
+        /// Only the backups of this cluster (the kube-system Namespace's UID).
+        #[arg(long, value_name = "UID")]
+        cluster: Option<String>,
+    },
     /// May this key be deleted? Exit 0 when no catalogued backup needs it, 1 listing those that do.
     CanRetire {
         /// PROVIDER:NAME, split at the first ':' (names may contain ':'), e.g. aescbc:key-2025.
         key: KeyRef,
+        /// Only the backups of this cluster (the kube-system Namespace's UID).
+        #[arg(long, value_name = "UID")]
+        cluster: Option<String>,
     },
     /// The keys a recorded backup needs.
     Needs { source: String },
@@ -178,8 +185,8 @@ pub enum CatalogCli {
 impl From<CatalogCli> for CatalogQuery {
     fn from(c: CatalogCli) -> Self {
         match c {
-            CatalogCli::List => CatalogQuery::List,
-            CatalogCli::CanRetire { key } => CatalogQuery::CanRetire(key),
+            CatalogCli::List { cluster } => CatalogQuery::List { cluster },
+            CatalogCli::CanRetire { key, cluster } => CatalogQuery::CanRetire { key, cluster },
             CatalogCli::Needs { source } => CatalogQuery::Needs(source),
             CatalogCli::Forget { older_than: Some(age), .. } => CatalogQuery::ForgetOlderThan(age),
             CatalogCli::Forget { source, .. } => CatalogQuery::ForgetSource(source.unwrap_or_default()),
@@ -371,7 +378,11 @@ mod tests {
         let cli =
             Cli::try_parse_from(["etcd-audit", "catalog", "list", "--catalog", "x.redb", "--format", "json"]);
         match cli.map(|c| c.command) {
-            Ok(Command::Catalog { catalog, format: FormatArg::Json, query: CatalogCli::List }) => {
+            Ok(Command::Catalog {
+                catalog,
+                format: FormatArg::Json,
+                query: CatalogCli::List { cluster: None },
+            }) => {
                 assert_eq!(catalog, Some(PathBuf::from("x.redb")))
             }
             _ => panic!("catalog list --catalog x.redb --format json"),

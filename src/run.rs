@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::audit::sweep::{self, SweepOptions};
+use crate::audit::sweep::{self, Member, SweepOptions};
 use crate::audit::{
     self, AuditError, Backup, FailOn, Input, Inspection, Judge, KmsOverride, Outcome, ScanOptions,
     ScanReport, Scope,
@@ -90,7 +90,7 @@ pub fn inspect(out: &mut dyn Write, args: &SourceArgs, format: Format) -> Result
 }
 
 pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
-    let walked = scan_all(args)?;
+    let (walked, catalogued) = scan_all(args)?;
     let outcome = worst(
         &walked,
         |r: &ScanReport| if r.failed_on.is_empty() { Outcome::Clean } else { Outcome::Findings },
@@ -101,8 +101,12 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         now: args.options.now,
         rotate_every: Some(args.rotate_every),
     };
-    let audited = walked.backups.iter().filter_map(|d| Some((d.name.as_str(), d.result.as_ref().ok()?)));
-    let mut clusters = sweep::group(audited, &sweep);
+    let audited: Vec<Member> = walked
+        .backups
+        .iter()
+        .filter_map(|d| Some(Member::of_report(&d.name, d.result.as_ref().ok()?)))
+        .collect();
+    let mut clusters = sweep::group(with_catalogued(audited, catalogued), &sweep);
     for cluster in &mut clusters {
         cluster.failed_on = args.fail_on.matched_findings(&cluster.findings);
     }
@@ -117,7 +121,7 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
 pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
-    let walked = scan_all(args)?;
+    let (walked, _) = scan_all(args)?;
     let walked = Walked {
         backups: walked
             .backups
@@ -133,8 +137,15 @@ pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
 
 /// A question for the catalog.
 pub enum CatalogQuery {
-    List,
-    CanRetire(KeyRef),
+    /// Every record, or those of one cluster (UID).
+    List {
+        cluster: Option<String>,
+    },
+    /// Which records (of one cluster, or all) still need the key.
+    CanRetire {
+        key: KeyRef,
+        cluster: Option<String>,
+    },
     Needs(String),
     ForgetSource(String),
     ForgetOlderThan(std::time::Duration),
@@ -151,9 +162,16 @@ pub fn catalog(
 ) -> Result<Outcome, RunError> {
     let catalog = Catalog::open_existing(catalog_path(path)?)?;
     let (answer, outcome) = match query {
-        CatalogQuery::List => (Answer::List { backups: catalog.list()? }, Outcome::Clean),
-        CatalogQuery::CanRetire(key) => {
-            let backups = catalog.can_retire(&key.provider, &key.name)?;
+        CatalogQuery::List { cluster } => {
+            let backups = catalog.list()?.into_iter().filter(|r| of_cluster(r, &cluster)).collect();
+            (Answer::List { backups }, Outcome::Clean)
+        }
+        CatalogQuery::CanRetire { key, cluster } => {
+            let backups: Vec<BackupRecord> = catalog
+                .can_retire(&key.provider, &key.name)?
+                .into_iter()
+                .filter(|r| of_cluster(r, &cluster))
+                .collect();
             let outcome = if backups.is_empty() { Outcome::Clean } else { Outcome::Findings };
             (Answer::CanRetire { key: key.to_string(), backups }, outcome)
         }
@@ -172,6 +190,11 @@ pub fn catalog(
         }
     };
     finish(report::catalog::render(out, &answer, format), outcome)
+}
+
+/// Whether a record belongs to `cluster` (every record when `None`).
+fn of_cluster(record: &BackupRecord, cluster: &Option<String>) -> bool {
+    cluster.as_ref().is_none_or(|uid| record.cluster_uid.as_ref() == Some(uid))
 }
 
 /// The catalog file: the one given, else the default location.
@@ -229,7 +252,11 @@ struct Scanned {
     content: Option<ContentId>,
 }
 
-fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError> {
+/// What one scan run audited and, with `--catalog`, everything the catalog
+/// holds afterwards (for the per-cluster sweep).
+type ScanRun = (Walked<ScanReport, AuditError>, Option<Vec<BackupRecord>>);
+
+fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     let configs = load_configs(&args.configs)?;
     let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
     let judge = Judge::new(configs, args.kms.clone()).with_known_keys(args.known_keys.clone());
@@ -313,6 +340,7 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
     };
     let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _), args.options.salvage);
     let walked = walk::walk(&args.input.sources, &settings, &audit);
+    let mut catalogued = None;
     if let Some(catalog) = &catalog {
         let records: Vec<BackupRecord> = walked
             .backups
@@ -336,15 +364,32 @@ fn scan_all(args: &ScanArgs) -> Result<Walked<ScanReport, AuditError>, RunError>
             catalog.path().display(),
             records.len()
         );
+        catalogued = Some(catalog.list()?);
     }
-    Ok(Walked {
+    let walked = Walked {
         backups: walked
             .backups
             .into_iter()
             .map(|d| walk::Done { name: d.name, origin: d.origin, result: d.result.map(|s| s.report) })
             .collect(),
         skipped: walked.skipped,
-    })
+    };
+    Ok((walked, catalogued))
+}
+
+/// The sweep's members: with a catalog, everything it holds for the clusters
+/// this run saw (so a sharded or incremental sweep sees their whole history;
+/// this run's backups are recorded there already), plus this run's backups
+/// of unknown clusters; else this run's.
+fn with_catalogued(audited: Vec<Member>, catalogued: Option<Vec<BackupRecord>>) -> Vec<Member> {
+    let Some(records) = catalogued else { return audited };
+    let uids: std::collections::BTreeSet<String> = audited.iter().filter_map(|m| m.uid.clone()).collect();
+    let known: Vec<Member> = records
+        .iter()
+        .filter(|r| r.cluster_uid.as_ref().is_some_and(|u| uids.contains(u)))
+        .map(catalog::member_of)
+        .collect();
+    known.into_iter().chain(audited.into_iter().filter(|m| m.uid.is_none())).collect()
 }
 
 /// What the catalog keys a backup by: SHA-256 and length of the bbolt bytes

@@ -36,6 +36,48 @@ impl SweepOptions {
     }
 }
 
+/// One backup as the sweep sees it: from this run's report, or a record
+/// of an earlier audit (the catalog).
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub source: String,
+    pub uid: Option<String>,
+    pub kubernetes_version: Option<String>,
+    /// Unix seconds and RFC 3339.
+    pub taken_at: Option<(i64, String)>,
+    /// Keys its values need (`entries > 0`).
+    pub keys: Vec<MemberKey>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberKey {
+    /// `provider:name`.
+    pub key: String,
+    pub fingerprint: Option<String>,
+    pub write_key: bool,
+}
+
+impl Member {
+    pub fn of_report(source: &str, r: &ScanReport) -> Member {
+        Member {
+            source: source.to_string(),
+            uid: r.cluster.as_ref().and_then(|c| c.uid.clone()),
+            kubernetes_version: r.cluster.as_ref().and_then(|c| c.kubernetes_version.clone()),
+            taken_at: r.taken_at.as_ref().map(|t| (t.unix, t.estimate.clone())),
+            keys: r
+                .keys
+                .iter()
+                .filter(|k| k.entries > 0)
+                .map(|k| MemberKey {
+                    key: format!("{}:{}", k.provider.as_str(), k.name),
+                    fingerprint: k.fingerprint.clone(),
+                    write_key: k.write_key,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `clusters[]`: the backups of one cluster (or of no known cluster).
 #[derive(Debug, Serialize)]
 pub struct ClusterGroup {
@@ -75,19 +117,17 @@ pub struct Dated {
     pub taken_at: String,
 }
 
-/// Backups (source, report) by cluster UID, the unknown cluster (`(true, None)`) last.
-type ByCluster<'r> = BTreeMap<(bool, Option<String>), Vec<(&'r str, &'r ScanReport)>>;
+/// Backups by cluster UID, the unknown cluster (`(true, None)`) last.
+type ByCluster = BTreeMap<(bool, Option<String>), Vec<Member>>;
 
-/// Groups audited backups (source, report) by cluster, in UID order, the
-/// unknown cluster last.
-pub fn group<'r>(
-    backups: impl Iterator<Item = (&'r str, &'r ScanReport)>,
-    opts: &SweepOptions,
-) -> Vec<ClusterGroup> {
+/// A dated backup: source, Unix seconds, RFC 3339.
+type Stamp<'m> = (&'m str, i64, &'m str);
+
+/// Groups backups by cluster, in UID order, the unknown cluster last.
+pub fn group(members: impl IntoIterator<Item = Member>, opts: &SweepOptions) -> Vec<ClusterGroup> {
     let mut by_uid: ByCluster = BTreeMap::new();
-    for (source, report) in backups {
-        let uid = report.cluster.as_ref().and_then(|c| c.uid.clone());
-        by_uid.entry((uid.is_none(), uid)).or_default().push((source, report));
+    for m in members {
+        by_uid.entry((m.uid.is_none(), m.uid.clone())).or_default().push(m);
     }
     let shared = shared_keys(&by_uid);
     by_uid
@@ -102,17 +142,18 @@ pub fn group<'r>(
         .collect()
 }
 
-fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepOptions) -> ClusterGroup {
-    let when = |r: &ScanReport| r.taken_at.as_ref().map(|t| t.unix);
-    members.sort_by(|a, b| (when(a.1).is_none(), when(a.1), a.0).cmp(&(when(b.1).is_none(), when(b.1), b.0)));
-    let dated: Vec<(&str, &super::cluster::TakenAt)> =
-        members.iter().filter_map(|(s, r)| Some((*s, r.taken_at.as_ref()?))).collect();
-    let date = |(source, t): &(&str, &super::cluster::TakenAt)| Dated {
-        source: source.to_string(),
-        taken_at: t.estimate.clone(),
-    };
-    let versions: BTreeSet<String> =
-        members.iter().filter_map(|(_, r)| r.cluster.as_ref()?.kubernetes_version.clone()).collect();
+fn one(uid: Option<String>, mut members: Vec<Member>, opts: &SweepOptions) -> ClusterGroup {
+    let when = |m: &Member| m.taken_at.as_ref().map(|t| t.0);
+    members.sort_by(|a, b| {
+        (when(a).is_none(), when(a), &a.source).cmp(&(when(b).is_none(), when(b), &b.source))
+    });
+    let dated: Vec<Stamp> = members
+        .iter()
+        .filter_map(|m| m.taken_at.as_ref().map(|(u, e)| (m.source.as_str(), *u, e.as_str())))
+        .collect();
+    let date =
+        |(source, _, estimate): &Stamp| Dated { source: source.to_string(), taken_at: estimate.to_string() };
+    let versions: BTreeSet<String> = members.iter().filter_map(|m| m.kubernetes_version.clone()).collect();
     let keys = keys_seen(&members);
     let mut findings = Vec::new();
     if uid.is_some() {
@@ -124,9 +165,9 @@ fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepO
     ClusterGroup {
         uid,
         kubernetes_versions: versions.into_iter().collect(),
-        backups: members.iter().map(|(s, _)| s.to_string()).collect(),
         newest: dated.last().map(date),
         oldest: dated.first().map(date),
+        backups: members.iter().map(|m| m.source.clone()).collect(),
         keys,
         findings,
         failed_on: Vec::new(),
@@ -134,12 +175,12 @@ fn one(uid: Option<String>, mut members: Vec<(&str, &ScanReport)>, opts: &SweepO
 }
 
 /// `backup-gap`: intervals between consecutive backups longer than `--expect-every`.
-fn gaps(dated: &[(&str, &super::cluster::TakenAt)], opts: &SweepOptions) -> Option<Finding> {
+fn gaps(dated: &[Stamp], opts: &SweepOptions) -> Option<Finding> {
     let every = opts.expect_every?.as_secs() as i64;
-    let gaps: Vec<_> = dated
+    let gaps: Vec<(&Stamp, &Stamp, i64)> = dated
         .windows(2)
-        .filter(|w| w[1].1.unix - w[0].1.unix > every)
-        .map(|w| (w[0], w[1], w[1].1.unix - w[0].1.unix))
+        .filter(|w| w[1].1 - w[0].1 > every)
+        .map(|w| (&w[0], &w[1], w[1].1 - w[0].1))
         .collect();
     (!gaps.is_empty()).then(|| {
         let n = gaps.len() as u64;
@@ -147,34 +188,36 @@ fn gaps(dated: &[(&str, &super::cluster::TakenAt)], opts: &SweepOptions) -> Opti
             Severity::Medium,
             Code::BackupGap,
             n,
-            format!("{n} intervals between consecutive backups are longer than --expect-every ({} min)", every / 60),
-            gaps.iter().map(|((a, ta), (b, tb), s)| {
-                format!("{} ({a}) to {} ({b}): {} min", ta.estimate, tb.estimate, s / 60)
-            }),
+            format!(
+                "{n} intervals between consecutive backups are longer than --expect-every ({} min)",
+                every / 60
+            ),
+            gaps.iter()
+                .map(|((a, _, ta), (b, _, tb), s)| format!("{ta} ({a}) to {tb} ({b}): {} min", s / 60)),
         );
         f.details = gaps
             .iter()
-            .map(|((a, ta), (b, tb), s)| {
-                json!({"from": ta.estimate, "from_source": a, "to": tb.estimate, "to_source": b, "seconds": s})
+            .map(|((a, _, ta), (b, _, tb), s)| {
+                json!({"from": ta, "from_source": a, "to": tb, "to_source": b, "seconds": s})
             })
             .collect();
-        f.remediation = Some("Check the backup schedule's history (failed jobs, paused timers) for these intervals.");
+        f.remediation =
+            Some("Check the backup schedule's history (failed jobs, paused timers) for these intervals.");
         f
     })
 }
 
 /// `backup-too-old` at cluster level: even the newest backup is older than `--max-age`.
-fn too_old(newest: Option<&(&str, &super::cluster::TakenAt)>, opts: &SweepOptions) -> Option<Finding> {
-    let (max_age, (source, taken)) = (opts.max_age?, newest?);
-    let age = opts.now() - taken.unix;
+fn too_old(newest: Option<&Stamp>, opts: &SweepOptions) -> Option<Finding> {
+    let (max_age, (source, unix, estimate)) = (opts.max_age?, newest?);
+    let age = opts.now() - unix;
     (age > max_age.as_secs() as i64).then(|| {
         let mut f = Finding::new(
             Severity::Medium,
             Code::BackupTooOld,
             1,
             format!(
-                "the newest backup of this cluster was taken at {} ({} h before now), older than --max-age ({} h)",
-                taken.estimate,
+                "the newest backup of this cluster was taken at {estimate} ({} h before now), older than --max-age ({} h)",
                 age / 3600,
                 max_age.as_secs() / 3600
             ),
@@ -187,14 +230,12 @@ fn too_old(newest: Option<&(&str, &super::cluster::TakenAt)>, opts: &SweepOption
 
 /// The keys of `members` (oldest first), one row per fingerprint (or
 /// `provider:name` when no supplied config holds the key).
-fn keys_seen(members: &[(&str, &ScanReport)]) -> Vec<KeySeen> {
+fn keys_seen(members: &[Member]) -> Vec<KeySeen> {
     let mut seen: BTreeMap<(String, Option<String>), KeySeen> = BTreeMap::new();
-    for (_, r) in members {
-        let at = r.taken_at.as_ref();
-        for k in r.keys.iter().filter(|k| k.entries > 0) {
-            let key = format!("{}:{}", k.provider.as_str(), k.name);
-            let row = seen.entry((key.clone(), k.fingerprint.clone())).or_insert_with(|| KeySeen {
-                key,
+    for m in members {
+        for k in &m.keys {
+            let row = seen.entry((k.key.clone(), k.fingerprint.clone())).or_insert_with(|| KeySeen {
+                key: k.key.clone(),
                 fingerprint: k.fingerprint.clone(),
                 write_key: false,
                 first_seen: None,
@@ -202,11 +243,11 @@ fn keys_seen(members: &[(&str, &ScanReport)]) -> Vec<KeySeen> {
                 first_unix: None,
             });
             row.write_key |= k.write_key;
-            if let Some(t) = at {
-                if row.first_unix.is_none_or(|first| t.unix < first) {
-                    (row.first_unix, row.first_seen) = (Some(t.unix), Some(t.estimate.clone()));
+            if let Some((unix, estimate)) = &m.taken_at {
+                if row.first_unix.is_none_or(|first| *unix < first) {
+                    (row.first_unix, row.first_seen) = (Some(*unix), Some(estimate.clone()));
                 }
-                row.last_seen = Some(t.estimate.clone());
+                row.last_seen = Some(estimate.clone());
             }
         }
     }
@@ -279,10 +320,12 @@ fn shared_keys(by_uid: &ByCluster) -> Shared {
     let mut keys: Shared = BTreeMap::new();
     for ((_, uid), members) in by_uid {
         let Some(uid) = uid else { continue };
-        for k in members.iter().flat_map(|(_, r)| r.keys.iter().filter(|k| k.entries > 0)) {
+        for k in members.iter().flat_map(|m| &m.keys) {
             if let Some(fp) = &k.fingerprint {
-                let label = format!("{}:{}", k.provider.as_str(), k.name);
-                keys.entry(fp.clone()).or_insert_with(|| (label, BTreeSet::new())).1.insert(uid.clone());
+                keys.entry(fp.clone())
+                    .or_insert_with(|| (k.key.clone(), BTreeSet::new()))
+                    .1
+                    .insert(uid.clone());
             }
         }
     }

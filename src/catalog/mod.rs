@@ -2,7 +2,8 @@
 //! each one needs, so that "may this old key be deleted yet?" has an answer
 //! across a whole bucket of backups.
 //!
-//! Layout (schema version [`SCHEMA_VERSION`]):
+//! Layout (schema version [`SCHEMA_VERSION`]; version 1 files are read as they
+//! are and migrated by the first write, see [`MIGRATES_FROM`]):
 //! - `meta`: `&str → u64`, holds `schema_version`.
 //! - `backups`: `&str → &[u8]`, content SHA-256 (hex) → JSON [`BackupRecord`].
 //! - `sources`: `&str → &[u8]`, source → JSON sighting (the content it held,
@@ -21,6 +22,27 @@
 
 mod record;
 
+/// A catalogued backup as a member of the per-cluster sweep.
+pub fn member_of(r: &BackupRecord) -> crate::audit::sweep::Member {
+    use crate::audit::sweep::{Member, MemberKey};
+    Member {
+        source: r.source.clone(),
+        uid: r.cluster_uid.clone(),
+        kubernetes_version: r.kubernetes_version.clone(),
+        taken_at: r.taken_at.as_ref().and_then(|t| Some((crate::time::parse_rfc3339(t).ok()?, t.clone()))),
+        keys: r
+            .keys
+            .iter()
+            .filter(|k| k.entries > 0)
+            .map(|k| MemberKey {
+                key: format!("{}:{}", k.provider, k.name),
+                fingerprint: k.fingerprint.clone(),
+                write_key: k.write_key,
+            })
+            .collect(),
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,7 +58,11 @@ pub use record::{
 };
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
+/// The oldest schema this release reads as it is and migrates on its next
+/// write: version 1 lacks the cluster UID, Kubernetes version, `taken_at`
+/// and each key's `write_key` (they read as `null`/`false`).
+pub const MIGRATES_FROM: u64 = 1;
 /// How long an operation waits for another process to release the file.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -354,17 +380,32 @@ impl Catalog {
         if !names.iter().any(|n| n == META.name()) {
             return Err(CatalogError::NotACatalog { path: self.display() });
         }
-        let meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
+        let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
         let version = meta.get(SCHEMA_KEY).map_err(|e| self.db_err(e))?.map(|v| v.value());
-        self.supported(version)
-        // Migrations from older versions go here once there are any.
+        self.supported(version)?;
+        if version == Some(1) {
+            self.migrate_v1(txn)?;
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Version 1 to 2, in the caller's transaction: every record is decoded
+    /// (the new fields default) and written back in the new shape.
+    fn migrate_v1(&self, txn: &WriteTransaction) -> Result<(), CatalogError> {
+        let mut backups = txn.open_table(BACKUPS).map_err(|e| self.db_err(e))?;
+        let records = all(self, Some(&backups))?;
+        for r in &records {
+            backups.insert(r.sha256.as_str(), encode(r).as_slice()).map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
     }
 
     fn supported(&self, version: Option<u64>) -> Result<(), CatalogError> {
         let path = self.display();
         match version {
             None => Err(CatalogError::NotACatalog { path }),
-            Some(SCHEMA_VERSION) => Ok(()),
+            Some(found) if (MIGRATES_FROM..=SCHEMA_VERSION).contains(&found) => Ok(()),
             Some(found) if found > SCHEMA_VERSION => {
                 Err(CatalogError::NewerSchema { path, found, supported: SCHEMA_VERSION })
             }

@@ -40,6 +40,15 @@ pub struct BackupRecord {
     /// The keys the backup's values need.
     #[serde(default)]
     pub keys: Vec<NeededKey>,
+    /// The kube-system Namespace's UID (schema 2; `null` when unknown).
+    #[serde(default)]
+    pub cluster_uid: Option<String>,
+    /// What kubeadm recorded, else the newest kubelet (schema 2).
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// `taken_at.estimate`, RFC 3339 (schema 2).
+    #[serde(default)]
+    pub taken_at: Option<String>,
 }
 
 /// A key a backup needs: its values are encrypted under it.
@@ -62,6 +71,9 @@ pub struct NeededKey {
     pub entries: u64,
     /// The audit's keyring held it (or reached its KMS plugin).
     pub available: bool,
+    /// kube-apiserver with the audit's first config writes with it (schema 2).
+    #[serde(default)]
+    pub write_key: bool,
 }
 
 impl NeededKey {
@@ -83,6 +95,7 @@ impl From<&KeyUse> for NeededKey {
             key_id: k.key_id.clone(),
             entries: k.entries,
             available: k.available,
+            write_key: k.write_key,
         }
     }
 }
@@ -228,6 +241,9 @@ impl BackupRecord {
             keyring: run.keyring.clone(),
             summary: report.summary.0.iter().map(|(class, n)| (class.to_string(), *n)).collect(),
             keys: report.keys.iter().map(NeededKey::from).collect(),
+            cluster_uid: report.cluster.as_ref().and_then(|c| c.uid.clone()),
+            kubernetes_version: report.cluster.as_ref().and_then(|c| c.kubernetes_version.clone()),
+            taken_at: report.taken_at.as_ref().map(|t| t.estimate.clone()),
         }
     }
 

@@ -130,3 +130,90 @@ fn incremental_sweep_of_an_s3_prefix() {
     let third = scan_into(&cat, &["s3://backups/k3s/"], &["--rescan"], &env);
     assert!(third.stderr.contains("recorded 2 backups, skipped 0"), "{}", third.stderr);
 }
+
+const EAST: &str = "11111111-1111-4111-8111-111111111111";
+const WEST: &str = "22222222-2222-4222-8222-222222222222";
+
+fn schema_version(catalog: &Path) -> u64 {
+    let db = redb::Database::open(catalog).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+    meta.get("schema_version").unwrap().unwrap().value()
+}
+
+/// `scan --catalog` on the two-cluster fixtures, with their own config.
+fn sweep_into(catalog: &Path, files: &[&str], extra: &[&str]) -> Run {
+    let mut args =
+        vec!["scan".to_string(), "--format".into(), "json".into(), "--fail-on".into(), "integrity".into()];
+    args.extend(["-c".into(), path_str(&testdata("clusters/config.yaml")).to_string()]);
+    args.push(format!("--catalog={}", path_str(catalog)));
+    args.extend(files.iter().map(|f| path_str(&testdata(&format!("clusters/{f}"))).to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A catalog written by the release before schema 2 (`testdata/catalog`) is
+/// read as it is, and migrated by the first write: its records keep every
+/// field, and re-audited backups gain their cluster, version and time.
+#[test]
+fn a_version_1_catalog_is_read_and_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("v1.redb");
+    std::fs::copy(testdata("catalog/v1.redb"), &catalog).unwrap();
+    assert_eq!(schema_version(&catalog), 1);
+    let before = query(&catalog, &["list"]).json();
+    assert_eq!(before["backups"].as_array().unwrap().len(), 2);
+    assert_eq!(before["backups"][0]["cluster_uid"], Value::Null, "schema 1 had no cluster");
+    assert_eq!(schema_version(&catalog), 1, "a query never writes");
+
+    let r = sweep_into(&catalog, &["bravo.db"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(schema_version(&catalog), 2, "the first write migrates");
+    let after = query(&catalog, &["list"]).json();
+    let backups = after["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 3);
+    let old = backups.iter().find(|b| b["source"].as_str().unwrap().ends_with("alpha.db")).unwrap();
+    let was = before["backups"].as_array().unwrap().iter().find(|b| b["sha256"] == old["sha256"]).unwrap();
+    for field in ["sha256", "size", "revision", "audited_at", "keyring", "summary", "origin"] {
+        assert_eq!(old[field], was[field], "{field} survives the migration");
+    }
+    assert_eq!(old["keys"][0]["name"], "shared");
+    assert_eq!(old["keys"][0]["write_key"], false, "unknown in schema 1");
+    let east = query(&catalog, &["list", "--cluster", EAST]).json();
+    assert_eq!(sources_of(&east).len(), 1, "only bravo.db was audited with schema 2");
+    assert_eq!(east["backups"][0]["kubernetes_version"], "v1.30.2");
+    assert_eq!(east["backups"][0]["taken_at"], "2026-09-21T15:13:20Z");
+
+    // Re-audited, the schema-1 records gain their cluster.
+    assert_eq!(sweep_into(&catalog, &["alpha.db", "delta.db"], &["--rescan"]).code, 0);
+    let east = query(&catalog, &["list", "--cluster", EAST]).json();
+    assert_eq!(sources_of(&east).len(), 2);
+    let r = query(&catalog, &["can-retire", "aescbc:shared", "--cluster", WEST]);
+    assert_eq!(r.code, 1, "west's delta.db needs it");
+    assert_eq!(sources_of(&r.json()).len(), 1);
+    let r = query(
+        &catalog,
+        &["can-retire", "aescbc:shared", "--cluster", "33333333-3333-4333-8333-333333333333"],
+    );
+    assert_eq!(r.code, 0, "no backup of that cluster needs it");
+}
+
+/// With `--catalog`, a cluster's group spans everything the catalog holds
+/// for it: a run that reads only the newest backup still sees the gap
+/// before it.
+#[test]
+fn the_sweep_spans_the_catalogued_history_of_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("c.redb");
+    assert_eq!(sweep_into(&catalog, &["alpha.db", "bravo.db", "delta.db"], &[]).code, 0);
+    let r = sweep_into(&catalog, &["charlie.db"], &["--expect-every", "2h"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["backups"].as_array().unwrap().len(), 1, "this run read one backup");
+    let clusters = doc["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "only the clusters this run saw: {doc}");
+    assert_eq!(clusters[0]["uid"], EAST);
+    assert_eq!(clusters[0]["backups"].as_array().unwrap().len(), 3);
+    let gap = clusters[0]["findings"].as_array().unwrap().iter().find(|f| f["code"] == "backup-gap").unwrap();
+    assert!(gap["details"][0]["from_source"].as_str().unwrap().ends_with("bravo.db"));
+}
