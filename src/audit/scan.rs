@@ -324,17 +324,34 @@ fn range(
     mut tally: Tally,
 ) -> Result<Read, AuditError> {
     let filter = KeyFilter { prefix, scope };
+    let wanted = Wanted::new(prefix);
+    // The few keys identity and time are read from, copied: pages do not outlive their call.
+    let mut kept: Vec<(Vec<u8>, Vec<u8>, i64)> = Vec::new();
     let mut spooled = Ok(());
     let revision = pages(&mut |page| {
         let mut rows: Vec<Row> = page
             .iter()
             .map(|kv| Row { rev: Revision { main: kv.mod_revision, sub: 0, tombstone: false }, kv: *kv })
             .collect();
+        kept.extend(
+            rows.iter()
+                .filter(|r| wanted.any(r.kv.key))
+                .map(|r| (r.kv.key.to_vec(), r.kv.value.to_vec(), r.rev.main)),
+        );
         if spooled.is_ok() {
             spooled = judge_rows(&mut tally, &mut rows, &filter, judge);
         }
     })?;
     spooled?;
+    let special: Vec<Row> = kept
+        .iter()
+        .map(|(key, value, main)| Row {
+            rev: Revision { main: *main, sub: 0, tombstone: false },
+            kv: KeyValueRef { key, value, mod_revision: *main, ..KeyValueRef::default() },
+        })
+        .collect();
+    // No pages: no etcd members.
+    let (cluster, taken_at) = cluster_of(&special, &wanted, None);
     let integrity = Integrity {
         sha256_trailer: Trailer::Absent,
         meta: vec![],
@@ -356,8 +373,8 @@ fn range(
         undecodable_rows: 0,
     };
     Ok(Read {
-        cluster: None,
-        taken_at: None,
+        cluster: Some(cluster),
+        taken_at,
         integrity,
         etcd,
         tally,

@@ -33,12 +33,17 @@ fn bin(name: &str) -> PathBuf {
 
 /// etcd serving the scan scenario, restored with etcdutl from its snapshot.
 fn start_etcd(tls: Option<&Certs>) -> Etcd {
+    start_etcd_from(&testdata("etcd35-scan.snapshot.db"), tls)
+}
+
+/// etcd serving `snapshot`, restored with etcdutl.
+fn start_etcd_from(snapshot: &Path, tls: Option<&Certs>) -> Etcd {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (port, peer) = (free_port(), free_port());
     let out = Command::new(bin("etcdutl"))
         .args(["snapshot", "restore"])
-        .arg(testdata("etcd35-scan.snapshot.db"))
+        .arg(snapshot)
         .arg("--data-dir")
         .arg(&data)
         .args(["--name", "live", "--initial-cluster", &format!("live=http://127.0.0.1:{peer}")])
@@ -291,4 +296,24 @@ fn range_pages_follow_the_values_size() {
     assert_eq!(big, names.iter().map(String::as_str).collect::<Vec<_>>());
     let keys: Vec<&str> = entries.iter().filter_map(|e| e["key"].as_str()).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order, no duplicates");
+}
+
+/// A live cluster says which cluster it is and when it was read as its
+/// snapshot does, in both modes (its etcd member ids are new after the restore).
+#[test]
+fn live_modes_give_the_same_cluster_and_time_as_the_file() {
+    let file = testdata("clusters/alpha.db");
+    let etcd = start_etcd_from(&file, None);
+    let url = format!("etcd://127.0.0.1:{}", etcd.port);
+    let offline = run(&["scan", "--format", "json", "--fail-on", "integrity", path_str(&file)]).json();
+    let want = &offline["backups"][0];
+    assert_eq!(want["cluster"]["uid"], "11111111-1111-4111-8111-111111111111");
+    for mode in ["snapshot", "range"] {
+        let r = run(&["scan", "--format", "json", "--fail-on", "integrity", "--live-mode", mode, &url]);
+        let b = &r.json()["backups"][0];
+        assert_eq!(b["cluster"]["uid"], want["cluster"]["uid"], "{mode}");
+        assert_eq!(b["cluster"]["kubernetes_version"], want["cluster"]["kubernetes_version"], "{mode}");
+        assert_eq!(b["cluster"]["nodes"], want["cluster"]["nodes"], "{mode}");
+        assert_eq!(b["taken_at"], want["taken_at"], "{mode}");
+    }
 }

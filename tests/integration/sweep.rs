@@ -163,3 +163,56 @@ fn a_write_key_older_than_the_rotation_schedule_is_overdue() {
     assert_eq!(r.code, 0);
     assert!(finding(&r.json()["clusters"][0], "key-rotation-overdue").is_none());
 }
+
+/// Every full-snapshot container form says which cluster and when, as the
+/// bare snapshot does: gzip, zstd, zip, tar.gz and a data dir's member db.
+#[test]
+fn every_container_form_keeps_cluster_and_time() {
+    use std::io::Write;
+    let bytes = std::fs::read(testdata("clusters/bravo.db")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(dir.path().join("a.db.gz"), gz(&bytes)).unwrap();
+    std::fs::write(dir.path().join("b.db.zst"), zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("snapshot/bravo", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(&bytes).unwrap();
+    std::fs::write(dir.path().join("c.zip"), zip.finish().unwrap().into_inner()).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o600);
+    tar.append_data(&mut header, "backup/db", &bytes[..]).unwrap();
+    std::fs::write(dir.path().join("d.tar.gz"), gz(&tar.into_inner().unwrap())).unwrap();
+    let member = dir.path().join("e-datadir/member/snap");
+    std::fs::create_dir_all(&member).unwrap();
+    std::fs::write(member.join("db"), &bytes[..bytes.len() - 32]).unwrap(); // no trailer: a member db
+    let bare = run(&[
+        "scan",
+        "--format",
+        "json",
+        "--fail-on",
+        "integrity",
+        path_str(&testdata("clusters/bravo.db")),
+    ]);
+    let want = &bare.json()["backups"][0];
+    let doc = run(&["scan", "--format", "json", "--fail-on", "integrity", path_str(dir.path())]).json();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 5, "{doc}");
+    for b in backups {
+        assert_eq!(b["error"], Value::Null, "{b}");
+        assert_eq!(b["cluster"]["uid"], want["cluster"]["uid"], "{}", b["source"]);
+        assert_eq!(
+            b["cluster"]["kubernetes_version"], want["cluster"]["kubernetes_version"],
+            "{}",
+            b["source"]
+        );
+        assert_eq!(b["taken_at"], want["taken_at"], "{}", b["source"]);
+    }
+    let clusters = doc["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "one cluster, five copies");
+}
