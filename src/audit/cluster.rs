@@ -28,30 +28,45 @@ pub struct TakenAt {
     pub estimate: String,
     #[serde(skip)]
     pub unix: i64,
-    /// `lease-renew-time`.
+    /// `lease-renew-time`, else `event-time`.
     pub source: &'static str,
-    /// How far before the snapshot the newest renewal can be: kubelets
-    /// renew every 10 s, leader-election leases every 2 s.
+    /// How far before the snapshot the newest time can be: kubelets renew
+    /// every 10 s, leader-election leases every 2 s, Events live an hour.
     pub uncertainty_seconds: u64,
 }
 
 /// The newest `renewTime` of the Leases in kube-node-lease and kube-system
-/// (`leases` yields etcd key and newest value).
-pub fn taken_at<'a>(prefix: &str, leases: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Option<TakenAt> {
+/// (`leases` yields etcd key and newest value); without Leases, the newest
+/// time of an Event (`events`): every Event in a backup was written less
+/// than its one-hour TTL before it was taken.
+pub fn taken_at<'a>(
+    prefix: &str,
+    leases: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    events: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<TakenAt> {
     let system = format!("{prefix}/leases/kube-system/");
-    let newest = leases
+    let lease = leases
         .filter_map(|(key, value)| {
             Some((crate::k8s::lease_renew_seconds(value)?, key.starts_with(system.as_bytes())))
         })
-        .max()?;
-    let (seconds, leader_election) = newest;
+        .max()
+        .map(|(seconds, leader_election)| {
+            (seconds, "lease-renew-time", if leader_election { 2 } else { 10 })
+        });
+    let (unix, source, uncertainty_seconds) = lease.or_else(|| {
+        let newest = events.filter_map(|(_, value)| crate::k8s::event_seconds(value)).max()?;
+        Some((newest, "event-time", EVENT_TTL_SECONDS))
+    })?;
     Some(TakenAt {
-        unix: seconds,
-        estimate: crate::time::rfc3339(u64::try_from(seconds).ok()?),
-        source: "lease-renew-time",
-        uncertainty_seconds: if leader_election { 2 } else { 10 },
+        unix,
+        estimate: crate::time::rfc3339(u64::try_from(unix).ok()?),
+        source,
+        uncertainty_seconds,
     })
 }
+
+/// kube-apiserver's `--event-ttl` default.
+const EVENT_TTL_SECONDS: u64 = 3600;
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Member {

@@ -485,6 +485,7 @@ struct Wanted {
     nodes: String,
     node_leases: String,
     system_leases: String,
+    events: String,
     prefix: String,
 }
 
@@ -496,6 +497,7 @@ impl Wanted {
             nodes: format!("{prefix}/minions/"),
             node_leases: format!("{prefix}/leases/kube-node-lease/"),
             system_leases: format!("{prefix}/leases/kube-system/"),
+            events: format!("{prefix}/events/"),
             prefix: prefix.to_string(),
         }
     }
@@ -508,9 +510,13 @@ impl Wanted {
         k.starts_with(self.node_leases.as_bytes()) || k.starts_with(self.system_leases.as_bytes())
     }
 
-    /// Any key read apart from the entries: identity, leases, k3s bootstrap data.
+    fn event(&self, k: &[u8]) -> bool {
+        k.starts_with(self.events.as_bytes())
+    }
+
+    /// Any key read apart from the entries: identity, time, k3s bootstrap data.
     fn any(&self, k: &[u8]) -> bool {
-        self.identity(k) || self.lease(k) || k3s::bootstrap_hash(k).is_some()
+        self.identity(k) || self.lease(k) || self.event(k) || k3s::bootstrap_hash(k).is_some()
     }
 }
 
@@ -525,7 +531,8 @@ fn cluster_of(
     let cluster =
         cluster::identify(&wanted.prefix, newest_live(rows, |k| wanted.identity(k)).into_iter(), layout);
     let leases = newest_live(rows, |k| wanted.lease(k));
-    (cluster, cluster::taken_at(&wanted.prefix, leases.into_iter()))
+    let events = newest_live(rows, |k| wanted.event(k));
+    (cluster, cluster::taken_at(&wanted.prefix, leases.into_iter(), events.into_iter()))
 }
 
 fn prefix_of(opts: &ScanOptions, rows: &[Row]) -> String {

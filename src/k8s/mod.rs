@@ -7,6 +7,6 @@ mod object;
 pub use key::{
     detect_prefix, elect_prefix, prefix_votes, GroupResource, RegistryKey, CORE_RESOURCES, DEFAULT_PREFIXES,
 };
-pub use object::{decode_object, lease_renew_seconds, Encoding, ObjectInfo};
+pub use object::{decode_object, event_seconds, lease_renew_seconds, Encoding, ObjectInfo};
 
 pub(crate) use crate::proto::k8s as pb;

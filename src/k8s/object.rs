@@ -129,6 +129,20 @@ pub fn lease_renew_seconds(bytes: &[u8]) -> Option<i64> {
     lease.spec?.renew_time.map(|t| t.seconds).filter(|s| *s > 0)
 }
 
+/// The newest time a protobuf Event carries (lastTimestamp, eventTime or
+/// its creationTimestamp), in Unix seconds.
+pub fn event_seconds(bytes: &[u8]) -> Option<i64> {
+    let unknown = pb::Unknown::decode(bytes.strip_prefix(PROTOBUF_MAGIC)?).ok()?;
+    let event = pb::EventHead::decode(unknown.raw.as_slice()).ok()?;
+    let created = event.metadata.and_then(|m| m.creation_timestamp);
+    [event.last_timestamp, event.event_time, created]
+        .into_iter()
+        .flatten()
+        .map(|t| t.seconds)
+        .max()
+        .filter(|s| *s > 0)
+}
+
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }

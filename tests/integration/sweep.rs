@@ -17,13 +17,15 @@ fn finding<'a>(group: &'a Value, code: &str) -> Option<&'a Value> {
     group["findings"].as_array().unwrap().iter().find(|f| f["code"] == code)
 }
 
+/// Including the OpenShift-style etcd 3.4 backup without Leases, whose time
+/// comes from its Events (`event-time`, within their one-hour TTL).
 #[test]
 fn every_backup_knows_its_cluster_and_time() {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(testdata("clusters/expected.json")).unwrap()).unwrap();
     let doc = sweep(&[]).json();
     let backups = doc["backups"].as_array().unwrap();
-    assert_eq!(backups.len(), 4);
+    assert_eq!(backups.len(), 5);
     for b in backups {
         let file = b["source"].as_str().unwrap().rsplit('/').next().unwrap();
         let truth = &expected[file];
@@ -33,6 +35,8 @@ fn every_backup_knows_its_cluster_and_time() {
         let at = etcd_audit::time::parse_rfc3339(estimate).unwrap();
         let truth_at = truth["taken_at"].as_i64().unwrap();
         assert!((at - truth_at).abs() <= 15, "{file}: {estimate} vs {truth_at}");
+        let source = if file == "echo.db" { "event-time" } else { "lease-renew-time" };
+        assert_eq!(b["taken_at"]["source"], source, "{file}");
     }
 }
 
@@ -42,8 +46,9 @@ fn one_group_per_cluster_with_its_gap_versions_and_shared_key() {
     assert_eq!(r.code, 0, "no --fail-on token for cluster findings: {}", r.stderr);
     let doc = r.json();
     let clusters = doc["clusters"].as_array().unwrap();
-    assert_eq!(clusters.len(), 2, "{doc}");
-    let (east, west) = (&clusters[0], &clusters[1]);
+    assert_eq!(clusters.len(), 3, "{doc}");
+    let (east, west, north) = (&clusters[0], &clusters[1], &clusters[2]);
+    assert_eq!(north["kubernetes_versions"], json!(["v1.28.5+a1b2c3d"]), "OpenShift: the kubelet's version");
     assert_eq!(east["uid"], "11111111-1111-4111-8111-111111111111");
     assert_eq!(east["kubernetes_versions"], json!(["v1.30.2", "v1.31.0"]));
     let names: Vec<&str> = east["backups"]
@@ -62,8 +67,8 @@ fn one_group_per_cluster_with_its_gap_versions_and_shared_key() {
     assert!(gap["details"][0]["to_source"].as_str().unwrap().ends_with("charlie.db"));
     assert!(finding(east, "restore-mixed-versions").is_some());
     assert!(finding(west, "backup-gap").is_none() && finding(west, "restore-mixed-versions").is_none());
-    for group in [east, west] {
-        let shared = finding(group, "key-shared-across-clusters").expect("one aescbc key in both clusters");
+    for group in [east, west, north] {
+        let shared = finding(group, "key-shared-across-clusters").expect("one aescbc key in every cluster");
         assert_eq!(shared["severity"], "high");
         let keys = group["keys"].as_array().unwrap();
         assert_eq!(keys.len(), 1);
@@ -75,10 +80,8 @@ fn one_group_per_cluster_with_its_gap_versions_and_shared_key() {
     }
     assert_eq!(east["keys"][0]["first_seen"], "2026-09-21T14:13:20Z");
     assert_eq!(east["keys"][0]["last_seen"], "2026-09-21T17:23:20Z");
-    assert_eq!(
-        finding(west, "key-shared-across-clusters").unwrap()["details"][0]["clusters"],
-        json!([east["uid"]])
-    );
+    let also = &finding(west, "key-shared-across-clusters").unwrap()["details"][0]["clusters"];
+    assert_eq!(also, &json!([east["uid"], north["uid"]]));
     // Every interval is shorter than 3 h: no gap.
     let doc = sweep(&["--expect-every", "3h"]).json();
     assert!(finding(&doc["clusters"][0], "backup-gap").is_none());
@@ -99,7 +102,7 @@ fn age_counts_for_backups_and_clusters_alike() {
         .filter(|b| b["findings"].as_array().unwrap().iter().any(|f| f["code"] == "backup-too-old"))
         .map(|b| b["source"].as_str().unwrap().rsplit('/').next().unwrap())
         .collect();
-    assert_eq!(old, ["alpha.db", "bravo.db", "delta.db"], "older than 2 h at 18:13:20");
+    assert_eq!(old, ["alpha.db", "bravo.db", "delta.db", "echo.db"], "older than 2 h at 18:13:20");
     let (east, west) = (&doc["clusters"][0], &doc["clusters"][1]);
     assert!(finding(east, "backup-too-old").is_none(), "east's newest is 50 min old");
     assert!(finding(west, "backup-too-old").is_some(), "west's only backup is 3.5 h old");
