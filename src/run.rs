@@ -3,6 +3,7 @@
 //! calls one function; each writes its report to the writer it is given,
 //! returns the exit outcome, and writes one line per failed backup to stderr.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -106,7 +107,9 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         .iter()
         .filter_map(|d| Some(Member::of_report(&d.name, d.result.as_ref().ok()?)))
         .collect();
-    let mut clusters = sweep::group(with_catalogued(audited, catalogued), &sweep);
+    let seen: BTreeSet<String> = audited.iter().filter_map(|m| m.uid.clone()).collect();
+    let shown = catalogued.is_some().then_some(&seen);
+    let mut clusters = sweep::group(with_catalogued(audited, catalogued), shown, &sweep);
     for cluster in &mut clusters {
         cluster.failed_on = args.fail_on.matched_findings(&cluster.findings);
     }
@@ -377,19 +380,15 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     Ok((walked, catalogued))
 }
 
-/// The sweep's members: with a catalog, everything it holds for the clusters
-/// this run saw (so a sharded or incremental sweep sees their whole history;
-/// this run's backups are recorded there already), plus this run's backups
-/// of unknown clusters; else this run's.
+/// The sweep's members: with a catalog, every backup of a known cluster it
+/// holds (so a sharded or incremental sweep sees their whole history, and
+/// keys shared with clusters this run did not read; this run's backups are
+/// recorded there already), plus this run's backups of unknown clusters;
+/// else this run's.
 fn with_catalogued(audited: Vec<Member>, catalogued: Option<Vec<BackupRecord>>) -> Vec<Member> {
     let Some(records) = catalogued else { return audited };
-    let uids: std::collections::BTreeSet<String> = audited.iter().filter_map(|m| m.uid.clone()).collect();
-    let known: Vec<Member> = records
-        .iter()
-        .filter(|r| r.cluster_uid.as_ref().is_some_and(|u| uids.contains(u)))
-        .map(catalog::member_of)
-        .collect();
-    known.into_iter().chain(audited.into_iter().filter(|m| m.uid.is_none())).collect()
+    let known = records.iter().filter(|r| r.cluster_uid.is_some()).map(catalog::member_of);
+    known.chain(audited.into_iter().filter(|m| m.uid.is_none())).collect()
 }
 
 /// What the catalog keys a backup by: SHA-256 and length of the bbolt bytes

@@ -124,14 +124,25 @@ type ByCluster = BTreeMap<(bool, Option<String>), Vec<Member>>;
 type Stamp<'m> = (&'m str, i64, &'m str);
 
 /// Groups backups by cluster, in UID order, the unknown cluster last.
-pub fn group(members: impl IntoIterator<Item = Member>, opts: &SweepOptions) -> Vec<ClusterGroup> {
+/// `shown`: the clusters to report (all when `None`); the others only count
+/// for `key-shared-across-clusters` (a catalog's other clusters).
+pub fn group(
+    members: impl IntoIterator<Item = Member>,
+    shown: Option<&BTreeSet<String>>,
+    opts: &SweepOptions,
+) -> Vec<ClusterGroup> {
     let mut by_uid: ByCluster = BTreeMap::new();
     for m in members {
         by_uid.entry((m.uid.is_none(), m.uid.clone())).or_default().push(m);
     }
     let shared = shared_keys(&by_uid);
+    let shown = |uid: &Option<String>| match (shown, uid) {
+        (Some(shown), Some(uid)) => shown.contains(uid),
+        _ => true,
+    };
     by_uid
         .into_iter()
+        .filter(|((_, uid), _)| shown(uid))
         .map(|((_, uid), members)| {
             let mut group = one(uid, members, opts);
             if let Some(uid) = &group.uid {

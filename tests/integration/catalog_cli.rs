@@ -214,6 +214,10 @@ fn the_sweep_spans_the_catalogued_history_of_a_cluster() {
     assert_eq!(clusters.len(), 1, "only the clusters this run saw: {doc}");
     assert_eq!(clusters[0]["uid"], EAST);
     assert_eq!(clusters[0]["backups"].as_array().unwrap().len(), 3);
-    let gap = clusters[0]["findings"].as_array().unwrap().iter().find(|f| f["code"] == "backup-gap").unwrap();
+    let found =
+        |code: &str| clusters[0]["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).cloned();
+    let gap = found("backup-gap").unwrap();
     assert!(gap["details"][0]["from_source"].as_str().unwrap().ends_with("bravo.db"));
+    let shared = found("key-shared-across-clusters").expect("west's catalogued backup holds the same key");
+    assert_eq!(shared["details"][0]["clusters"], serde_json::json!([WEST]));
 }
