@@ -103,6 +103,19 @@ fn large_object_survives_a_dropped_connection() {
     assert!(r.stderr.contains("always-drop.db") && r.stderr.contains("download failed"), "{}", r.stderr);
 }
 
+/// An object uploaded long after its Leases were renewed: its Last-Modified
+/// disagrees with `taken_at` (`taken-at-disagrees`, low).
+#[test]
+fn last_modified_is_checked_against_taken_at() {
+    let s3 = start_s3("open");
+    let r = scan(&s3.s3_env("endpoint"), &["s3://backups/late/alpha.db", "--fail-on", "taken-at-disagrees"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let b = &r.json()["backups"][0];
+    assert_eq!(b["taken_at"]["estimate"], "2026-09-21T14:13:20Z");
+    let f = b["findings"].as_array().unwrap().iter().find(|f| f["code"] == "taken-at-disagrees").unwrap();
+    assert!(f["message"].as_str().unwrap().contains("Last-Modified"), "{f}");
+}
+
 #[test]
 fn wrong_credentials_are_refused_clearly() {
     let s3 = start_s3("auth");

@@ -69,6 +69,9 @@ def main():
     # bytes (trailer removed) with zero pages to make a >100 MB object.
     s3.put_object(Bucket="backups", Key="big/member-db", Body=snapshot[:-32] + bytes(BIG_PADDING))
     s3.put_object(Bucket="backups", Key="flaky/always-drop.db", Body=snapshot)
+    # A backup whose Leases say 2026-09-21, uploaded now (Last-Modified): taken-at-disagrees.
+    alpha = open(os.path.join(testdata, "clusters", "alpha.db"), "rb").read()
+    s3.put_object(Bucket="backups", Key="late/alpha.db", Body=alpha)
     # k3s with embedded etcd, as `--etcd-s3` uploads: the zip, its sidecar, and the token hash
     # (once right, once wrong) in user metadata.
     expected = json.load(open(os.path.join(testdata, "k3s", "expected.json")))
