@@ -120,8 +120,15 @@ impl<'k> RegistryKey<'k> {
     /// Parses an etcd key; `None` when it is outside `prefix` or not an object key.
     pub fn parse(key: &'k [u8], prefix: &str) -> Option<Self> {
         let rest = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?.strip_prefix('/')?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        let (resource, tail) = resource_of(&segments)?;
+        // An object key has at most four segments (`<group>/<plural>/<ns>/<name>`,
+        // `services/specs/<ns>/<name>`); more is not an object key. No allocation.
+        let mut segments = [""; 5];
+        let mut count = 0;
+        for segment in rest.split('/') {
+            *segments.get_mut(count)? = segment;
+            count += 1;
+        }
+        let (resource, tail) = resource_of(&segments[..count])?;
         let (namespace, name) = match tail {
             [name] => (None, *name),
             [namespace, name] => (Some(*namespace), *name),
