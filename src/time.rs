@@ -1,6 +1,13 @@
 //! Unix times as RFC 3339, without a date library.
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date: H. Hinnant's algorithm).
+/// Unix seconds of `fixed` (`--now`), else of the clock.
+pub fn now_or(fixed: Option<i64>) -> i64 {
+    fixed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    })
+}
+
 pub fn rfc3339(secs: u64) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;

@@ -443,10 +443,7 @@ fn salvage(
 /// is unknown is not judged).
 fn age_finding(taken_at: Option<&TakenAt>, opts: &ScanOptions) -> Option<crate::audit::Finding> {
     let (max_age, taken) = (opts.max_age?, taken_at?);
-    let now = opts.now.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-    });
-    let age = now - taken.unix;
+    let age = crate::time::now_or(opts.now) - taken.unix;
     (age > max_age.as_secs() as i64).then(|| {
         let mut f = crate::audit::Finding::new(
             crate::audit::Severity::Medium,

@@ -28,11 +28,7 @@ pub struct SweepOptions {
 
 impl SweepOptions {
     fn now(&self) -> i64 {
-        self.now.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        })
+        crate::time::now_or(self.now)
     }
 }
 
