@@ -1,6 +1,5 @@
 //! Unix times as RFC 3339, without a date library.
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date: H. Hinnant's algorithm).
 /// Unix seconds of `fixed` (`--now`), else of the clock.
 pub fn now_or(fixed: Option<i64>) -> i64 {
     fixed.unwrap_or_else(|| {
@@ -8,6 +7,7 @@ pub fn now_or(fixed: Option<i64>) -> i64 {
     })
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date: H. Hinnant's algorithm).
 pub fn rfc3339(secs: u64) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
