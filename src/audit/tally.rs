@@ -1,11 +1,11 @@
-//! Live entries are judged in key order, a chunk at a time in parallel, and
-//! tallied as they come, so that no report holds its entries: counts per
-//! class, the entry rules' counts and first examples, the keys the values
-//! need, the nonces they were sealed with and, when the caller keeps them,
-//! the entries themselves as JSON lines in a scratch file.
+//! Live entries (and, with `--history`, older revisions) are judged in key
+//! order, a chunk at a time in parallel, and tallied as they come, so that
+//! no report holds its records: counts per class, the rules' counts and first
+//! examples, the keys the values need, the nonces they were sealed with and,
+//! when the caller keeps them, the records themselves as JSON lines in a
+//! scratch file.
 
 use rayon::prelude::*;
-
 use serde::Serialize;
 
 use super::findings::{HistoryHits, RuleHits};
