@@ -112,10 +112,10 @@ impl Location {
     }
 }
 
-/// The live entries of a report: how many, and (when kept) the scratch file
-/// holding each as one line of JSON, in key order. Serializes as a JSON
-/// array read back from the file, so a report of millions of entries is
-/// never held in memory.
+/// Records of a report (its live entries, or its history): how many, and
+/// (when kept) the scratch file holding each as one line of JSON, in key
+/// order. Serializes as a JSON array read back from the file, so a report of
+/// millions of records is never held in memory.
 #[derive(Debug, Default)]
 pub struct Entries {
     count: u64,
@@ -123,7 +123,7 @@ pub struct Entries {
 }
 
 impl Entries {
-    /// How many live entries the backup has (kept or not).
+    /// How many records there are (kept or not).
     pub fn count(&self) -> u64 {
         self.count
     }
