@@ -382,6 +382,9 @@ pub fn envelope(data: &[u8]) {
 /// Protobuf, JSON and CBOR object heads.
 pub fn object(data: &[u8]) {
     let _ = crate::k8s::decode_object(data);
+    // The times `taken_at` reads: a Lease's renewTime, an Event's times.
+    let _ = crate::k8s::lease_renew_seconds(data);
+    let _ = crate::k8s::event_seconds(data);
 }
 
 /// A KMS v2 `EncryptedObject`.
