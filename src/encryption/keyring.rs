@@ -152,22 +152,23 @@ impl Keyring {
         accept: impl Fn(&[u8]) -> Result<T, E>,
         reading: &mut Reading<T>,
     ) {
-        let candidates: Vec<(KeyId, &Key)> = self
+        // Keys of this kind whose name prefixes the value, in config order
+        // (no allocation: this runs once per value).
+        let mut candidates = self
             .keys
             .iter()
             .enumerate()
             .filter(|(_, k)| {
                 k.kind == kind && rest.starts_with(k.name.as_bytes()) && rest.get(k.name.len()) == Some(&b':')
             })
-            .collect();
-        let Some((_, first)) = candidates.first() else {
+            .peekable();
+        let Some(&(_, first)) = candidates.peek() else {
             let (name, _) = split_name(rest);
             reading.outcome =
                 Outcome::UnknownKey(format!("no supplied config holds {} key {name:?}", kind.as_str()));
             reading.key_name = Some(name);
             return;
         };
-        reading.key_name = Some(first.name.clone());
         let mut errors = Vec::new();
         let mut only_malformed = true;
         for (id, key) in candidates {
@@ -197,6 +198,7 @@ impl Keyring {
                 }
             }
         }
+        reading.key_name = Some(first.name.clone());
         reading.outcome = if only_malformed {
             Outcome::Malformed(errors.swap_remove(0))
         } else {
