@@ -190,7 +190,7 @@ impl Live {
                 // A transient failure (or a task that died): ask again, with backoff.
                 _ => self.with_retry(|| {
                     self.runtime
-                        .block_on(async { fetch(&from, limit, revision).await })
+                        .block_on(fetch(&from, limit, revision))
                         .map_err(|e| {
                             Box::new(etcd_client::Error::IoError(std::io::Error::other(e.to_string())))
                         })?
