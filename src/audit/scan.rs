@@ -399,10 +399,7 @@ fn salvage(
         .leaves
         .iter()
         .flat_map(|page| page.leaf_items().map_while(Result::ok))
-        .filter(|item| !item.is_bucket())
-        .filter_map(|item| {
-            Some(Row { rev: Revision::parse(item.key)?, kv: KeyValueRef::decode(item.value).ok()? })
-        })
+        .filter_map(|item| row(&item))
         // Every leaf rewrite leaves an older copy of a page behind: keep one.
         .filter(|row| seen.insert((row.rev.main, row.rev.sub)))
         .collect();
