@@ -4,7 +4,9 @@
 # then each runs for SECONDS (default 60), one process at a time; its corpus
 # (fuzz/corpus/T) is then minimised (libFuzzer -merge), and a crash is copied
 # to fuzz/regressions/T so that the test suite replays it forever after. One
-# line per run goes to fuzz/campaign.tsv (docs/fuzzing.md sums them up).
+# line per run goes to fuzz/campaign.tsv (docs/fuzzing.md sums them up), with
+# the CPU seconds the fuzzer really had (less than its wall time when the
+# machine was busy with something else).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
@@ -21,7 +23,7 @@ export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir fuzz || exit 2
 bin=fuzz/target/x86_64-unknown-linux-gnu/release
 tsv=fuzz/campaign.tsv
-[ -f "$tsv" ] || printf 'date\ttarget\tseconds\texecutions\tedges\tfeatures\tcorpus\tcrashes\n' > "$tsv"
+[ -f "$tsv" ] || printf 'date\ttarget\tseconds\texecutions\tedges\tfeatures\tcorpus\tcrashes\tcpu_seconds\n' > "$tsv"
 # Inputs are cut at 64 KiB: sixteen bbolt pages reach every structure, and
 # the committed corpora stay small.
 max_len=65536
@@ -30,7 +32,8 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/regressions/$t" "fuzz/artifacts/$t"
   out=$(mktemp)
   before=$(ls "fuzz/artifacts/$t" | wc -l)
-  "$bin/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$secs" \
+  cpu=$(mktemp)
+  /usr/bin/time -f '%U %S' -o "$cpu" "$bin/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$secs" \
     -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1 >"$out" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
@@ -51,9 +54,10 @@ for t in "${targets[@]}"; do
     rm -rf "$min"
   fi
   corpus=$(ls "fuzz/corpus/$t" | wc -l)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "${execs:-0}" "${edges:-0}" \
-    "${feats:-0}" "$corpus" "$crashes" >> "$tsv"
+  cpus=$(awk 'END { printf "%d", $1 + $2 }' "$cpu")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "${execs:-0}" "${edges:-0}" \
+    "${feats:-0}" "$corpus" "$crashes" "$cpus" >> "$tsv"
   echo "$t: ${execs:-0} executions, ${edges:-0} edges, corpus $corpus, $crashes crashes"
-  rm -f "$out"
+  rm -f "$out" "$cpu"
 done
 exit $status
