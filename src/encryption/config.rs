@@ -100,6 +100,31 @@ pub struct EncryptionConfig {
 }
 
 impl EncryptionConfig {
+    /// This config with only the keys `keep` takes (a provider left without
+    /// keys is dropped) and, unless `kms`, no KMS provider: what someone who
+    /// holds only those keys could read with it.
+    pub fn restricted(&self, keep: impl Fn(&Key) -> bool, kms: bool) -> EncryptionConfig {
+        let providers = |providers: &[Provider]| {
+            providers
+                .iter()
+                .filter_map(|p| match p {
+                    Provider::Keys(kind, keys) => {
+                        let keys: Vec<Key> = keys.iter().filter(|k| keep(k)).cloned().collect();
+                        (!keys.is_empty()).then_some(Provider::Keys(*kind, keys))
+                    }
+                    Provider::Kms(_) if !kms => None,
+                    other => Some(other.clone()),
+                })
+                .collect()
+        };
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| ResourceRule { resources: r.resources.clone(), providers: providers(&r.providers) })
+            .collect();
+        EncryptionConfig { path: self.path.clone(), rules }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
         // The file holds every key in base64: its bytes are zeroed when parsed.

@@ -1,6 +1,7 @@
 //! Identity encodings of a stored object, decoded only as far as an audit
-//! needs: kind, apiVersion, metadata name/namespace, and for Secrets the
-//! type and data key names. Secret values are never decoded or copied.
+//! needs: kind, apiVersion, metadata name/namespace, for Secrets the type,
+//! and for Secrets and ConfigMaps the data key names. Values are never
+//! decoded or copied.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ pub enum Encoding {
 
 /// What a stored object says about itself. `None` fields were absent or the
 /// bytes did not decode.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectInfo {
     pub api_version: Option<String>,
     pub kind: Option<String>,
@@ -31,7 +32,8 @@ pub struct ObjectInfo {
     pub namespace: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub secret_type: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The names of `data` (and a ConfigMap's `binaryData`) entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_keys: Vec<String>,
     /// `metadata.uid` (the cluster's identity when read from kube-system).
     #[serde(skip)]
@@ -65,6 +67,10 @@ fn decode_protobuf(bytes: &[u8]) -> Option<ObjectInfo> {
         info.secret_type = non_empty(secret.r#type);
         info.data_keys = secret.data.into_iter().map(|d| d.key).collect();
         secret.metadata
+    } else if info.kind.as_deref() == Some("ConfigMap") {
+        let map = pb::ConfigMapHead::decode(unknown.raw.as_slice()).ok()?;
+        info.data_keys = map.data.into_iter().chain(map.binary_data).map(|d| d.key).collect();
+        map.metadata
     } else {
         pb::ObjectHead::decode(unknown.raw.as_slice()).ok()?.metadata
     };
@@ -85,6 +91,7 @@ struct Head {
     #[serde(rename = "type")]
     secret_type: Option<String>,
     data: Option<BTreeMap<String, IgnoredAny>>,
+    binary_data: Option<BTreeMap<String, IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -99,13 +106,18 @@ impl Head {
         let (name, namespace, uid) =
             self.metadata.map_or((None, None, None), |m| (m.name, m.namespace, m.uid));
         let is_secret = self.kind.as_deref() == Some("Secret");
+        let has_data = is_secret || self.kind.as_deref() == Some("ConfigMap");
+        let names = |m: Option<BTreeMap<String, IgnoredAny>>| m.into_iter().flat_map(BTreeMap::into_keys);
         ObjectInfo {
             api_version: self.api_version,
             kind: self.kind,
             name,
             namespace,
             secret_type: self.secret_type.filter(|_| is_secret),
-            data_keys: self.data.filter(|_| is_secret).map(|d| d.into_keys().collect()).unwrap_or_default(),
+            data_keys: match has_data {
+                true => names(self.data).chain(names(self.binary_data)).collect(),
+                false => vec![],
+            },
             uid,
         }
     }
@@ -150,6 +162,20 @@ fn non_empty(s: String) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_maps_give_data_and_binary_data_names_other_kinds_none() {
+        let (_, info) = decode_object(
+            br#"{"kind":"ConfigMap","metadata":{"name":"a"},"data":{"DB_PASSWORD":"x"},"binaryData":{"k.bin":"AA=="},"type":"t"}"#,
+        );
+        let info = info.unwrap();
+        assert_eq!(
+            (info.data_keys, info.secret_type),
+            (vec!["DB_PASSWORD".to_string(), "k.bin".to_string()], None)
+        );
+        let (_, pod) = decode_object(br#"{"kind":"Pod","metadata":{"name":"a"},"data":{"x":"y"}}"#);
+        assert!(pod.unwrap().data_keys.is_empty());
+    }
 
     #[test]
     fn json_secret_head_without_values() {

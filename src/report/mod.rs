@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod configs;
+pub mod exposure;
 pub mod inspect;
 pub mod keys;
 pub mod scan;

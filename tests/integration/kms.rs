@@ -548,3 +548,43 @@ fn keys_command_names_the_kek_versions_a_backup_needs() {
     assert!(!missing.iter().any(|m| m.as_str().unwrap().starts_with("kms:")), "{missing:?}");
     assert_nothing_secret(&r);
 }
+
+#[test]
+fn exposure_asks_the_kms_only_under_a_model_that_reaches_it() {
+    let plugin = Plugin::start(&[]);
+    let (db, cfg) = (db(), kms_config());
+    let overrides = plugin.overrides();
+    let exposure = |assume: &str| {
+        let mut args = vec!["exposure", &db, "-c", &cfg, "--format", "json", "--assume", assume];
+        args.extend(overrides.iter().map(String::as_str));
+        let r = run(&args);
+        assert_nothing_secret(&r);
+        r.json()
+    };
+    let listed = |doc: &Value| -> BTreeMap<String, String> {
+        doc["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (s["key"].as_str().unwrap().to_string(), s["readable_from"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let keys = exposure("backup+keys");
+    assert_eq!(plugin.calls(), 0, "a model without the KMS never asks it");
+    let cases = kms_cases();
+    assert!(cases.iter().all(|(key, _)| !listed(&keys).contains_key(key)));
+
+    let kms = exposure("backup+keys+kms");
+    assert!(plugin.calls() > 0);
+    let got = listed(&kms);
+    for (key, _) in &cases {
+        assert_eq!(got.get(key).map(String::as_str), Some("backup+keys+kms"), "{key}");
+    }
+    let models: Vec<&str> =
+        kms["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["backup", "backup+keys", "backup+keys+kms"]);
+    let summary = kms["summary"].as_str().unwrap();
+    assert!(summary.contains(&format!("; {} more with access to the KMS", cases.len())), "{summary}");
+}

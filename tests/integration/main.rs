@@ -8,6 +8,7 @@ mod cli;
 mod containers;
 mod corrupt;
 mod errors;
+mod exposure;
 mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
