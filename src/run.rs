@@ -20,6 +20,8 @@ use crate::encryption::{ConfigError, EncryptionConfig};
 use crate::etcd::{wal, KeyValueRef};
 use crate::progress::Progress;
 use crate::report::catalog::Answer;
+use crate::report::sarif::SarifOptions;
+use crate::report::scan::ScanFormat;
 use crate::report::{self, keys::Pairing, Entry, Format};
 use crate::source::live::LiveOptions;
 use crate::walk::{self, Item, LiveMode, Payload, Walk, Walked};
@@ -50,11 +52,23 @@ pub struct ScanArgs {
     pub expect_every: Option<std::time::Duration>,
     /// `--rotate-every`: how long one write key may stay in use.
     pub rotate_every: std::time::Duration,
-    pub format: Format,
+    /// The report on the writer the command is given (`keys`: table or JSON only).
+    pub format: ScanFormat,
+    /// `--output FORMAT=FILE`: more reports of the same run.
+    pub also: Vec<(ScanFormat, PathBuf)>,
+    pub sarif: SarifOptions,
+    /// `--metrics-file PATH` (and `--metrics-per-backup`).
+    pub metrics: Option<MetricsFile>,
     /// `--catalog[=PATH]`: record every audited backup; skip what it already holds.
     pub catalog: Option<PathBuf>,
     /// `--rescan`: audit again what the catalog already holds.
     pub rescan: bool,
+}
+
+/// Where Prometheus metrics of a scan go.
+pub struct MetricsFile {
+    pub path: PathBuf,
+    pub per_backup: bool,
 }
 
 /// `exposure`: what whoever holds the backups can read under a model.
@@ -83,6 +97,8 @@ pub enum RunError {
     NotInCatalog { name: String, catalog: String },
     #[error("writing the report: {0}")]
     Output(#[from] std::io::Error),
+    #[error("writing {}: {source}", path.display())]
+    File { path: PathBuf, source: std::io::Error },
     #[error("--assume {0} needs {1}")]
     ModelNeeds(Model, &'static str),
 }
@@ -109,6 +125,7 @@ pub fn inspect(out: &mut dyn Write, args: &SourceArgs, format: Format) -> Result
 }
 
 pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
+    let started = std::time::Instant::now();
     let (walked, catalogued) = scan_all(args)?;
     let outcome = worst(
         &walked,
@@ -137,7 +154,26 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         false => outcome,
     };
     let entries = entries(walked.backups);
-    finish(report::scan::render(out, &entries, &clusters, &walked.skipped, args.format), outcome)
+    let render = |out: &mut dyn Write, format| {
+        report::scan::render_as(out, &entries, &clusters, &walked.skipped, format, &args.sarif)
+    };
+    for (format, path) in &args.also {
+        report::output::write_file(path, |out| render(out, *format))
+            .map_err(|source| RunError::File { path: path.clone(), source })?;
+    }
+    if let Some(metrics) = &args.metrics {
+        let run = report::metrics::RunFacts {
+            finished: crate::time::now_or(None),
+            duration_seconds: started.elapsed().as_secs_f64(),
+            now: crate::time::now_or(args.options.now),
+            per_backup: metrics.per_backup,
+        };
+        report::output::write_file(&metrics.path, |out| {
+            report::metrics::render(out, &entries, &clusters, &run)
+        })
+        .map_err(|source| RunError::File { path: metrics.path.clone(), source })?;
+    }
+    finish(render(out, args.format), outcome)
 }
 
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
@@ -153,7 +189,8 @@ pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
     };
     let outcome = worst(&walked, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
     let entries = entries(walked.backups);
-    finish(report::keys::render(out, &entries, &walked.skipped, args.format), outcome)
+    let format = args.format.basic().unwrap_or(Format::Table);
+    finish(report::keys::render(out, &entries, &walked.skipped, format), outcome)
 }
 
 /// `exposure`: exit 1 when the assumed holder can read any Secret (or a

@@ -14,6 +14,7 @@ pub mod k3s;
 mod pairing;
 mod record;
 pub mod risk;
+mod rules;
 mod scan;
 mod scope;
 pub mod sweep;
@@ -29,6 +30,7 @@ pub use record::{
     Entries, EntryRecord, EtcdSummary, Forensics, HistoryRecord, Location, ResidueRecord, ScanReport,
     Summary, WalRecord,
 };
+pub use rules::Rule;
 pub use scan::{scan, Input, PageReader, ScanOptions};
 pub use scope::Scope;
 pub use verdict::{Class, Judge, KmsOverride, Verdict};

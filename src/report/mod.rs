@@ -4,7 +4,11 @@ pub mod catalog;
 pub mod configs;
 pub mod exposure;
 pub mod inspect;
+pub mod junit;
 pub mod keys;
+pub mod metrics;
+pub mod output;
+pub mod sarif;
 pub mod scan;
 
 use std::io::Write;

@@ -8,6 +8,44 @@ use crate::audit::{Class, Finding, KeyUse, ScanReport};
 
 pub const SCHEMA: &str = "etcd-audit.scan/v1";
 
+/// Every format a scan report can be written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScanFormat {
+    #[default]
+    Table,
+    Json,
+    Sarif,
+    Junit,
+}
+
+impl ScanFormat {
+    /// The format of the commands that know only table and JSON.
+    pub fn basic(self) -> Option<Format> {
+        match self {
+            ScanFormat::Table => Some(Format::Table),
+            ScanFormat::Json => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The scan report in `format`.
+pub fn render_as(
+    out: &mut dyn std::io::Write,
+    backups: &[Entry<ScanReport>],
+    clusters: &[ClusterGroup],
+    skipped: &[Skipped],
+    format: ScanFormat,
+    sarif: &super::sarif::SarifOptions,
+) -> std::io::Result<()> {
+    match format {
+        ScanFormat::Table => render(out, backups, clusters, skipped, Format::Table),
+        ScanFormat::Json => render(out, backups, clusters, skipped, Format::Json),
+        ScanFormat::Sarif => super::sarif::render(out, backups, clusters, sarif),
+        ScanFormat::Junit => super::junit::render(out, backups, clusters),
+    }
+}
+
 #[derive(Serialize)]
 struct Document<'a> {
     schema: &'static str,

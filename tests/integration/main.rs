@@ -18,6 +18,7 @@ mod interrupt;
 mod k3s;
 mod kms;
 mod live;
+mod outputs;
 mod readonly;
 mod s3;
 mod scan;

@@ -1,0 +1,331 @@
+//! Reports where people already look, checked by the tools that read them:
+//! SARIF by Microsoft's validator (with GitHub's rules too), JUnit by a JUnit
+//! library, metrics by promtool; `-o` and `--output` write whole files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn td(name: &str) -> String {
+    path_str(&testdata(name)).to_string()
+}
+
+/// One scan of the verdict fixture, the forensics data dir and a missing
+/// file, writing `format` with `-o` plus a JSON report of the same run.
+fn scan_to(dir: &Path, format: &str, extra: &[&str]) -> (Run, PathBuf, Value) {
+    let (out, json) = (dir.join(format!("report.{format}")), dir.join("report.json"));
+    let (scan, forensics, config) =
+        (td("etcd35-scan.snapshot.db"), td("etcd35-forensics-datadir"), td("scan/config-current.yaml"));
+    let mut args = vec![
+        "scan",
+        &scan,
+        &forensics,
+        "/nonexistent/backup.db",
+        "-c",
+        &config,
+        "--history",
+        "--residue",
+        "--format",
+        format,
+        "-o",
+        path_str(&out),
+    ];
+    let also = format!("json={}", path_str(&json));
+    args.extend(["--output", &also]);
+    args.extend(extra);
+    let r = run(&args);
+    assert_eq!(r.code, 2, "one source is missing: {}", r.stderr);
+    assert!(r.stdout.is_empty(), "-o sends the report to the file only");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (r, out, doc)
+}
+
+/// `sarif-multitool validate`, its results as (level, rule id).
+fn validate_sarif(path: &Path, gh: bool) -> Vec<(String, String)> {
+    require_command("sarif-multitool", "Microsoft's SARIF validator (npm @microsoft/sarif-multitool)");
+    let log = path.with_extension("validation.sarif");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = Command::new("sarif-multitool");
+    cmd.args(["validate", path_str(path), "-o", path_str(&log)]);
+    if gh {
+        cmd.args(["--rule-kind", "Gh"]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success() || log.exists(), "{}", String::from_utf8_lossy(&out.stdout));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["level"].as_str().unwrap_or("warning").to_string(), r["ruleId"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sarif_passes_microsofts_validator_and_githubs_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, doc) = scan_to(dir.path(), "sarif", &["--sarif-base", env!("CARGO_MANIFEST_DIR")]);
+    for gh in [false, true] {
+        let issues = validate_sarif(&path, gh);
+        assert!(issues.is_empty(), "validator (GitHub rules: {gh}) says {issues:?}");
+    }
+    let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let run = &sarif["runs"][0];
+    assert_eq!(sarif["version"], "2.1.0");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    for rule in rules {
+        let severity: f64 = rule["properties"]["security-severity"].as_str().unwrap().parse().unwrap();
+        assert!((0.0..=10.0).contains(&severity));
+        assert!(rule["help"]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    let results = run["results"].as_array().unwrap();
+    // One result per (backup, finding code), at the backup, relative to --sarif-base.
+    let backups = doc["backups"].as_array().unwrap();
+    let mut want: Vec<(String, String)> = backups
+        .iter()
+        .filter(|b| b["error"].is_null())
+        .flat_map(|b| {
+            let uri = b["source"]
+                .as_str()
+                .unwrap()
+                .strip_prefix(concat!(env!("CARGO_MANIFEST_DIR"), "/"))
+                .unwrap()
+                .to_string();
+            b["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |f| (uri.clone(), f["code"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    want.push(("file:///nonexistent/backup.db".into(), "backup-unreadable".into()));
+    let mut got: Vec<(String, String)> = results
+        .iter()
+        .map(|r| {
+            let uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+            assert_eq!(r["locations"][0]["physicalLocation"]["region"]["startLine"], 1);
+            let index = r["ruleIndex"].as_u64().unwrap() as usize;
+            assert_eq!(rules[index]["id"], r["ruleId"]);
+            (uri.to_string(), r["ruleId"].as_str().unwrap().to_string())
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    let unreadable = results.iter().find(|r| r["ruleId"] == "backup-unreadable").unwrap();
+    assert_eq!(unreadable["level"], "error");
+    // The keys involved, as logical locations.
+    let plaintext = results.iter().find(|r| r["ruleId"] == "plaintext-secret").unwrap();
+    let logical = plaintext["locations"][0]["logicalLocations"].as_array().unwrap();
+    assert!(!logical.is_empty());
+    assert!(logical
+        .iter()
+        .all(|l| l["kind"] == "resource" && l["name"].as_str().unwrap().starts_with("/registry/secrets/")));
+
+    // Fingerprints are stable across runs, and unique per result.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_, again, _) = scan_to(dir2.path(), "sarif", &["--sarif-base", env!("CARGO_MANIFEST_DIR")]);
+    let prints = |p: &Path| -> Vec<String> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partialFingerprints"]["primaryLocationLineHash"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = prints(&path);
+    assert_eq!(first, prints(&again));
+    let unique: std::collections::BTreeSet<&String> = first.iter().collect();
+    assert_eq!(unique.len(), first.len());
+}
+
+#[test]
+fn junit_has_a_suite_per_backup_and_fails_what_fail_on_matched() {
+    require_python(&["junitparser"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, doc) = scan_to(dir.path(), "junit", &[]);
+    let read = "import json, sys\nfrom junitparser import JUnitXml, Failure, Error\n\
+                out = []\n\
+                for s in JUnitXml.fromfile(sys.argv[1]):\n\
+                \x20   cases = [{'name': c.name, 'failure': any(isinstance(r, Failure) for r in c.result),\n\
+                \x20             'error': any(isinstance(r, Error) for r in c.result)} for c in s]\n\
+                \x20   out.append({'name': s.name, 'tests': s.tests, 'failures': s.failures, 'errors': s.errors, 'cases': cases})\n\
+                print(json.dumps(out))";
+    let out = Command::new("python3").args(["-c", read, path_str(&path)]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let suites: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(suites.len(), backups.len(), "one suite per backup (no cluster has findings)");
+    for (suite, b) in suites.iter().zip(backups) {
+        assert_eq!(suite["name"], b["source"]);
+        let cases = suite["cases"].as_array().unwrap();
+        if !b["error"].is_null() {
+            assert_eq!((suite["errors"].as_u64(), cases.len()), (Some(1), 1));
+            continue;
+        }
+        let failed: Vec<&str> =
+            b["failed_on"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let failing: Vec<String> = cases
+            .iter()
+            .filter(|c| c["failure"] == true)
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut want: Vec<String> = failed
+            .iter()
+            .map(|t| match *t {
+                "integrity" => "integrity".to_string(),
+                "plaintext" | "unknown-key" | "undecryptable" | "malformed" => format!("verdict {t}"),
+                code => {
+                    let case = cases
+                        .iter()
+                        .find(|c| c["name"].as_str().unwrap().starts_with(&format!("finding {code} (")))
+                        .unwrap();
+                    case["name"].as_str().unwrap().to_string()
+                }
+            })
+            .collect();
+        let mut failing = failing;
+        want.sort();
+        failing.sort();
+        assert_eq!(failing, want, "{}", b["source"]);
+        // integrity, five verdict classes, and each finding that fired.
+        assert_eq!(cases.len(), 6 + b["findings"].as_array().unwrap().len());
+    }
+}
+
+fn promtool_check(path: &Path) {
+    require_command("promtool", "promtool (Debian prometheus)");
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::from(std::fs::File::open(path).unwrap()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `name{labels}` → value, for every sample.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_are_per_cluster_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("etcd_audit.prom");
+    let c = |f: &str| td(&format!("clusters/{f}"));
+    let (alpha, bravo, charlie, delta, config) =
+        (c("alpha.db"), c("bravo.db"), c("charlie.db"), c("delta.db"), c("config.yaml"));
+    let now = "2026-09-21T18:00:00Z"; // 1790013600
+    let r = run(&[
+        "scan",
+        &alpha,
+        &bravo,
+        &charlie,
+        &delta,
+        "/nonexistent.db",
+        "-c",
+        &config,
+        "--now",
+        now,
+        "--metrics-file",
+        path_str(&metrics),
+    ]);
+    assert_eq!(r.code, 2);
+    promtool_check(&metrics);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let s = samples(&text);
+    let east = "11111111-1111-4111-8111-111111111111";
+    let west = "22222222-2222-4222-8222-222222222222";
+    assert_eq!(
+        s[&format!("etcd_audit_newest_backup_age_seconds{{cluster=\"{east}\"}}")],
+        (1790013600 - 1790011400) as f64
+    );
+    assert_eq!(
+        s[&format!("etcd_audit_newest_backup_age_seconds{{cluster=\"{west}\"}}")],
+        (1790013600 - 1790001800) as f64
+    );
+    assert_eq!(s[&format!("etcd_audit_entries{{cluster=\"{east}\",class=\"decryptable\"}}")], 1.0);
+    assert_eq!(s[&format!("etcd_audit_keys_missing{{cluster=\"{east}\"}}")], 0.0);
+    let backups: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("etcd_audit_backups{{cluster=\"{east}\"")))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(backups, 3.0);
+    assert_eq!(s["etcd_audit_backups{cluster=\"unknown\",result=\"error\"}"], 1.0);
+    assert_eq!(s["etcd_audit_backup_errors_total"], 1.0);
+    assert_eq!(s[&format!("etcd_audit_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))], 1.0);
+    assert!(
+        s["etcd_audit_last_run_timestamp_seconds"] > 1.7e9 && s["etcd_audit_run_duration_seconds"] >= 0.0
+    );
+    assert!(!text.contains("backup=\""), "no per-backup series unless asked");
+    assert!(text.lines().filter(|l| !l.starts_with('#')).all(|l| l.split(' ').count() == 2), "no timestamps");
+
+    let r = run(&[
+        "scan",
+        &alpha,
+        &delta,
+        "-c",
+        &config,
+        "--metrics-file",
+        path_str(&metrics),
+        "--metrics-per-backup",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    promtool_check(&metrics);
+    let s = samples(&std::fs::read_to_string(&metrics).unwrap());
+    let key =
+        format!("etcd_audit_backup_entries{{cluster=\"{west}\",backup=\"{delta}\",class=\"decryptable\"}}");
+    assert_eq!(s[&key], 1.0);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left beside the metrics"
+    );
+}
+
+#[test]
+fn out_files_are_whole_or_untouched_and_keys_takes_table_or_json_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    std::fs::write(&report, "previous").unwrap();
+    let db = td("etcd35-scan.snapshot.db");
+    // A run that cannot start leaves the file as it was.
+    let r =
+        run(&["scan", &db, "-c", "/nonexistent/config.yaml", "--format", "json", "-o", path_str(&report)]);
+    assert_eq!(r.code, 2);
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous");
+    let r = run(&["inspect", &db, "--format", "json", "-o", path_str(&report)]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "etcd-audit.inspect/v1");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+
+    for bad in [
+        vec!["keys", db.as_str(), "--format", "sarif"],
+        vec!["scan", db.as_str(), "--output", "pdf=x.pdf"],
+        vec!["scan", db.as_str(), "--output", "json"],
+    ] {
+        let r = run(&bad);
+        assert_eq!(r.code, 2, "{bad:?}");
+        assert!(!r.stderr.is_empty());
+    }
+}
