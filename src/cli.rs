@@ -77,12 +77,42 @@ pub enum Command {
         known: KnownKeysCli,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print the JSON Schema (draft 2020-12) of a JSON document: scan, inspect, keys, configs,
+    /// catalog or exposure.
+    Schema {
+        #[arg(value_enum)]
+        name: SchemaName,
+    },
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), e.g. `etcd-audit man > etcd-audit.1`.
     Man,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SchemaName {
+    Scan,
+    Inspect,
+    Keys,
+    Configs,
+    Catalog,
+    Exposure,
+}
+
+impl SchemaName {
+    pub fn text(self) -> &'static str {
+        let name = match self {
+            SchemaName::Scan => "scan",
+            SchemaName::Inspect => "inspect",
+            SchemaName::Keys => "keys",
+            SchemaName::Configs => "configs",
+            SchemaName::Catalog => "catalog",
+            SchemaName::Exposure => "exposure",
+        };
+        etcd_audit::report::schema::schema(name).expect("every name has a schema")
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

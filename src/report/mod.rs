@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod output;
 pub mod sarif;
 pub mod scan;
+pub mod schema;
 
 use std::io::Write;
 

@@ -22,5 +22,6 @@ mod outputs;
 mod readonly;
 mod s3;
 mod scan;
+mod schemas;
 mod sweep;
 mod util;
