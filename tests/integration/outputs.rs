@@ -40,7 +40,9 @@ fn scan_to(dir: &Path, format: &str, extra: &[&str]) -> (Run, PathBuf, Value) {
     let r = run(&args);
     assert_eq!(r.code, 2, "one source is missing: {}", r.stderr);
     assert!(r.stdout.is_empty(), "-o sends the report to the file only");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&json).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_matches_schema(&doc, &text);
     (r, out, doc)
 }
 
@@ -315,7 +317,9 @@ fn out_files_are_whole_or_untouched_and_keys_takes_table_or_json_only() {
     assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous");
     let r = run(&["inspect", &db, "--format", "json", "-o", path_str(&report)]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&report).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_matches_schema(&doc, &text);
     assert_eq!(doc["schema"], "etcd-audit.inspect/v1");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
 

@@ -12,10 +12,44 @@ pub struct Run {
 }
 
 impl Run {
+    /// Stdout as JSON, checked against its published schema (docs/schema/).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        let doc = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout));
+        assert_matches_schema(&doc, &self.stdout);
+        doc
     }
+}
+
+/// A versioned document (`etcd-audit.NAME/v1`) must match docs/schema/NAME.v1.json,
+/// checked by the PyPI `jsonschema` validator: a field renamed by accident fails here.
+pub fn assert_matches_schema(doc: &serde_json::Value, text: &str) {
+    let name = doc["schema"].as_str().and_then(|s| s.strip_prefix("etcd-audit.")?.strip_suffix("/v1"));
+    let Some(name) = name else { return };
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/schema/{name}.v1.json"));
+    assert!(schema.is_file(), "no published schema for etcd-audit.{name}/v1");
+    require_python(&["jsonschema"]);
+    let check = "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(json.load(sys.stdin)))\n\
+                 for e in errors[:10]: print(list(e.absolute_path), e.message[:300])\n\
+                 sys.exit(1 if errors else 0)";
+    let mut child = Command::new("python3")
+        .args(["-c", check, path_str(&schema)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().unwrap();
+    let text = text.to_string();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, text.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "etcd-audit.{name}/v1 does not match its schema:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Runs `etcd-audit` and fails the test if it hangs (a harness guard, not a
