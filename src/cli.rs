@@ -516,10 +516,10 @@ impl ScanCli {
                 k3s_tokens: std::sync::Arc::new(k3s_tokens),
                 max_age: self.max_age,
                 now: self.now,
-                // Only a JSON scan report lists entries (`keys` clears it).
+                // JSON lists entries, HTML charts them (`keys` clears it).
                 keep_entries: std::iter::once(self.format)
                     .chain(self.outputs.iter().map(|(f, _)| *f))
-                    .any(|f| f == ScanFormatArg::Json),
+                    .any(|f| matches!(f, ScanFormatArg::Json | ScanFormatArg::Html)),
                 // Each backup's own, set as it is audited.
                 meter: Default::default(),
             },

@@ -76,8 +76,15 @@ impl Summary {
         summary
     }
 
-    pub(super) fn add(&mut self, class: Class) {
+    pub fn add(&mut self, class: Class) {
         *self.0.entry(class.as_str()).or_default() += 1;
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Summary) {
+        for (class, n) in &other.0 {
+            *self.0.entry(class).or_default() += n;
+        }
     }
 
     pub fn get(&self, class: Class) -> u64 {

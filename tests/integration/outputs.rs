@@ -334,7 +334,8 @@ fn out_files_are_whole_or_untouched_and_keys_takes_table_or_json_only() {
     }
 }
 
-/// Headless Chromium (Debian `chromium`) with the flags a closed network needs.
+/// Headless Chromium (Debian `chromium`) with the flags a closed network needs;
+/// its console log goes to stderr.
 fn chromium(args: &[&str]) -> std::process::Output {
     require_command("chromium", "Chromium (Debian chromium)");
     let profile = tempfile::tempdir().unwrap();
@@ -351,7 +352,7 @@ fn chromium(args: &[&str]) -> std::process::Output {
         "--window-size=1400,1800",
     ]);
     cmd.arg(format!("--user-data-dir={}", profile.path().display()));
-    let out = cmd.args(args).stderr(Stdio::null()).output().unwrap();
+    let out = cmd.args(["--enable-logging=stderr", "--v=0"]).args(args).output().unwrap();
     assert!(out.status.success(), "chromium {args:?} failed");
     out
 }
@@ -406,4 +407,148 @@ fn html_report_renders_in_a_real_browser_and_holds_no_value() {
         "a page was drawn ({} bytes)",
         image.len()
     );
+}
+
+/// `data-k` name → number, as the browser's DOM holds them.
+fn dom_numbers(dom: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for part in dom.split("data-k=\"").skip(1) {
+        let (key, rest) = part.split_once('"').unwrap();
+        let value = rest.split_once('>').unwrap().1.split_once('<').unwrap().0;
+        assert!(out.insert(key.replace("&amp;", "&"), value.parse().unwrap()).is_none(), "{key} twice");
+    }
+    out
+}
+
+/// The same numbers, computed from the JSON report.
+fn json_numbers(doc: &Value) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let classes = ["plaintext", "decryptable", "unknown-key", "undecryptable", "malformed"];
+    for (i, b) in doc["backups"].as_array().unwrap().iter().enumerate() {
+        if !b["error"].is_null() {
+            continue;
+        }
+        for c in classes {
+            out.insert(format!("b{i}.summary.{c}"), b["summary"][c].as_u64().unwrap());
+            for place in ["history", "residue", "wal"] {
+                if let Some(n) = b["forensics"][place][c].as_u64() {
+                    out.insert(format!("b{i}.{place}.{c}"), n);
+                }
+            }
+        }
+        let entries = b["entries"].as_array().unwrap();
+        for e in entries.iter().filter(|e| e["resource"] == "secrets") {
+            let ns = e["namespace"].as_str().unwrap();
+            for c in classes {
+                *out.entry(format!("b{i}.ns.{ns}.{c}")).or_default() += u64::from(e["class"] == c);
+            }
+        }
+        let (mut write, mut encrypted) = (0, 0);
+        for k in b["keys"].as_array().unwrap() {
+            let id = format!("{}:{}", k["provider"].as_str().unwrap(), k["name"].as_str().unwrap());
+            let n = k["entries"].as_u64().unwrap();
+            out.insert(format!("b{i}.key.{id}.entries"), n);
+            out.insert(format!("b{i}.key.{id}.decryptable"), k["decryptable"].as_u64().unwrap());
+            let stale = entries
+                .iter()
+                .filter(|e| {
+                    e["stale"] == true
+                        && format!("{}:{}", e["provider"].as_str().unwrap(), e["key_name"].as_str().unwrap())
+                            == id
+                })
+                .count();
+            out.insert(format!("b{i}.key.{id}.stale"), stale as u64);
+            encrypted += n;
+            if k["write_key"] == true {
+                write += n;
+            }
+        }
+        if encrypted > 0 {
+            out.insert(format!("b{i}.rotation.write"), write);
+            out.insert(format!("b{i}.rotation.encrypted"), encrypted);
+        }
+    }
+    out
+}
+
+/// Width and height of a PNG, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn html_numbers_equal_the_json_report_on_a_generated_cluster_and_the_page_requests_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/gen/make-report.sh");
+    let made = Command::new("bash")
+        .arg(&gen)
+        .arg(dir.path())
+        .arg("400")
+        .env("ETCD35_BIN_DIR", etcd35("etcd").parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (db, config) = (dir.path().join("report.db"), dir.path().join("config.yaml"));
+    let (html, json) = (dir.path().join("report.html"), dir.path().join("report.json"));
+    let (clusters, clusters_config) = (td("clusters"), td("clusters/config.yaml"));
+    let also = format!("json={}", path_str(&json));
+    let r = run(&[
+        "scan",
+        path_str(&db),
+        &clusters,
+        "/nonexistent.db",
+        "-c",
+        path_str(&config),
+        "-c",
+        &clusters_config,
+        "--history",
+        "--residue",
+        "--expect-every",
+        "1h",
+        "--format",
+        "html",
+        "-o",
+        path_str(&html),
+        "--output",
+        &also,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let text = std::fs::read_to_string(&json).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_matches_schema(&doc, &text);
+    let summary = &doc["backups"][0]["summary"];
+    for class in ["plaintext", "decryptable", "unknown-key", "undecryptable", "malformed"] {
+        assert!(summary[class].as_u64().unwrap() >= 400, "{class}: {summary}");
+    }
+
+    let url = format!("file://{}", path_str(&html));
+    let net_log = dir.path().join("net.json");
+    let shown = chromium(&[&format!("--log-net-log={}", path_str(&net_log)), "--dump-dom", &url]);
+    let console: Vec<&str> =
+        std::str::from_utf8(&shown.stderr).unwrap().lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    // Requests: the page itself only (Chromium's own update and account checks aside).
+    let log: Value = serde_json::from_str(&std::fs::read_to_string(&net_log).unwrap()).unwrap();
+    let urls: std::collections::BTreeSet<&str> =
+        log["events"].as_array().unwrap().iter().filter_map(|e| e["params"]["url"].as_str()).collect();
+    for u in &urls {
+        let chromium_own = ["google.com/", "googleapis.com/"].iter().any(|h| u.contains(h));
+        assert!(chromium_own || *u == url, "the page requested {u}");
+    }
+    let dom = String::from_utf8(shown.stdout).unwrap();
+    assert_eq!(dom_numbers(&dom), json_numbers(&doc), "the numbers on the page are the report's");
+    assert!(dom.contains("aria-label=\"backups of cluster 11111111-1111-4111-8111-111111111111 over time\""));
+    assert!(!dom.contains("ETCDAUDIT-SECRET-"));
+
+    for (width, name) in [(1280, "desktop"), (390, "phone")] {
+        let png = dir.path().join(format!("{name}.png"));
+        chromium(&[
+            &format!("--window-size={width},2000"),
+            &format!("--screenshot={}", path_str(&png)),
+            &url,
+        ]);
+        assert_eq!(png_size(&std::fs::read(&png).unwrap()), (width, 2000), "{name}");
+    }
 }
