@@ -341,8 +341,7 @@ fn keys(h: &mut String, i: usize, r: &ScanReport, stale: &BTreeMap<String, u64>)
         );
     }
     h.push_str("</table></div>\n");
-    if encrypted > 0 {
-        let pct = under_write * 100 / encrypted;
+    if let Some(pct) = (under_write * 100).checked_div(encrypted) {
         let _ = writeln!(
             h,
             "<p>Rotation: <b data-k=\"b{i}.rotation.write\">{under_write}</b> of <b data-k=\"b{i}.rotation.encrypted\">{encrypted}</b> \
