@@ -16,8 +16,9 @@ total = 0
 for t in targets:
     mine = [r for r in rows if r["target"] == t]
     # CPU seconds where recorded (a busy machine starves the fuzzer; its
-    # wall time would overstate the work), else the wall time of the run.
-    secs = sum(int(r.get("cpu_seconds") or r["seconds"]) for r in mine)
+    # wall time would overstate the work), never more than the wall time
+    # (sanitizer threads add a little), else the wall time of the run.
+    secs = sum(min(int(r["seconds"]), int(r.get("cpu_seconds") or r["seconds"])) for r in mine)
     total += secs
     execs = sum(int(r["executions"]) for r in mine)
     last = mine[-1] if mine else {"edges": "-", "features": "-", "corpus": "-"}
