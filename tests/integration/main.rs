@@ -7,6 +7,7 @@ mod catalog_cli;
 mod cli;
 mod containers;
 mod corrupt;
+mod deploy;
 mod errors;
 mod exposure;
 mod forensics;
