@@ -252,6 +252,7 @@ pub enum ExposureFormatArg {
     Table,
     Json,
     Csv,
+    Sarif,
 }
 
 impl ExposureCli {
@@ -273,6 +274,7 @@ impl ExposureCli {
                 ExposureFormatArg::Table => ExposureFormat::Table,
                 ExposureFormatArg::Json => ExposureFormat::Json,
                 ExposureFormatArg::Csv => ExposureFormat::Csv,
+                ExposureFormatArg::Sarif => ExposureFormat::Sarif,
             },
         })
     }

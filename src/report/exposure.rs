@@ -17,6 +17,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// SARIF 2.1.0: one result per readable Secret, rules `exposure-<risk>`.
+    Sarif,
 }
 
 #[derive(Serialize)]
@@ -60,6 +62,7 @@ pub fn render(
             };
             super::write_json(out, &doc)
         }
+        Format::Sarif => super::write_json(out, &sarif(exposure, backups)),
         Format::Csv => {
             writeln!(out, "risk,resource,namespace,name,key,type,data_keys,exposed_in,still_live,readable_from,backups,reason")?;
             for row in exposure.secrets.iter().chain(&exposure.others) {
@@ -198,6 +201,75 @@ pub fn summary(exposure: &Exposure, backups: usize) -> String {
         line += &format!("; {} unreadable under --assume {}", exposure.secrets_unreadable, exposure.assume);
     }
     line
+}
+
+/// Rules `exposure-critical` … `exposure-low`; a result per readable object,
+/// at the first backup it is readable in, the etcd key as logical location.
+fn sarif(exposure: &Exposure, backups: &[Entry<()>]) -> serde_json::Value {
+    use super::sarif::{
+        fingerprint, level, location, log, security_severity, unreadable_result, unreadable_rule, uri,
+    };
+    use crate::audit::risk::Risk;
+    use crate::audit::Severity;
+    use serde_json::json;
+    let risks = [Risk::Critical, Risk::High, Risk::Medium, Risk::Low];
+    let severity = |r: Risk| match r {
+        Risk::Critical => Severity::Critical,
+        Risk::High => Severity::High,
+        Risk::Medium => Severity::Medium,
+        Risk::Low => Severity::Low,
+    };
+    let mut rules: Vec<serde_json::Value> = risks
+        .iter()
+        .map(|&r| {
+            let s = severity(r);
+            json!({
+                "id": format!("exposure-{}", r.as_str()),
+                "name": format!("Exposure{}", capitalised(r.as_str())),
+                "shortDescription": {"text": format!("A {} Secret is readable by whoever holds the backup", r.as_str())},
+                "fullDescription": {"text": format!("Under the assumed attacker model, the backup gives away a Secret ranked {} (README: breach impact).", r.as_str())},
+                "help": {"text": "Rotate the credential the Secret holds, first the highest ranked; then remove the plaintext (enable encryption at rest, rewrite, compact and defragment, destroy older backups)."},
+                "defaultConfiguration": {"level": level(s)},
+                "properties": {"security-severity": security_severity(s), "tags": ["security", "secrets", "breach-impact"]},
+            })
+        })
+        .collect();
+    rules.push(unreadable_rule());
+    let mut results: Vec<serde_json::Value> = exposure
+        .secrets
+        .iter()
+        .chain(&exposure.others)
+        .map(|row| {
+            let rule = format!("exposure-{}", row.rank.risk.as_str());
+            let at = row.backups.first().map_or("", |b| b.source.as_str());
+            let places: Vec<&str> = row.exposed_in.iter().map(|p| p.as_str()).collect();
+            let message = format!(
+                "{} {} is readable under --assume {} ({}): {}",
+                row.at.resource,
+                row.at.key,
+                exposure.assume,
+                places.join(", "),
+                row.rank.reason
+            );
+            json!({
+                "ruleId": rule,
+                "ruleIndex": risks.iter().position(|r| *r == row.rank.risk),
+                "level": level(severity(row.rank.risk)),
+                "message": {"text": message},
+                "locations": [location(&uri(at, None), &[row.at.key.as_str()])],
+                "partialFingerprints": {"primaryLocationLineHash": fingerprint(&rule, &row.at.key, &[])},
+            })
+        })
+        .collect();
+    for b in backups.iter().filter(|b| b.error.is_some()) {
+        results.push(unreadable_result(&b.source, b.error.as_deref(), &uri(&b.source, None), risks.len()));
+    }
+    log(rules, results)
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
 }
 
 fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {

@@ -35,19 +35,7 @@ pub fn render(
                 results.extend(report.findings.iter().map(|f| result(f, &uri, &b.source)));
             }
             (None, error) => {
-                let message = format!(
-                    "{} could not be audited: {}",
-                    b.source,
-                    error.as_deref().unwrap_or("unknown error")
-                );
-                results.push(json!({
-                    "ruleId": UNREADABLE,
-                    "ruleIndex": Code::ALL.len(),
-                    "level": "error",
-                    "message": {"text": message},
-                    "locations": [location(&uri, &[])],
-                    "partialFingerprints": {"primaryLocationLineHash": fingerprint(UNREADABLE, &b.source, &[])},
-                }));
+                results.push(unreadable_result(&b.source, error.as_deref(), &uri, Code::ALL.len()))
             }
         }
     }
@@ -62,16 +50,13 @@ pub fn render(
         results.extend(c.findings.iter().map(|f| result(f, &uri, &identity)));
     }
     let mut rules: Vec<Value> = Code::ALL.iter().map(|c| rule(*c)).collect();
-    rules.push(json!({
-        "id": UNREADABLE,
-        "name": "BackupUnreadable",
-        "shortDescription": {"text": "Backup could not be audited"},
-        "fullDescription": {"text": "The backup could not be read or is not an etcd database: nothing in it was checked."},
-        "help": {"text": "Check the error: a missing or truncated file, a wrong format, an unreachable endpoint. A damaged bbolt file may be read with --salvage."},
-        "defaultConfiguration": {"level": "error"},
-        "properties": {"security-severity": "8.0", "tags": ["reliability", "disaster-recovery"]},
-    }));
-    let doc = json!({
+    rules.push(unreadable_rule());
+    super::write_json(out, &log(rules, results))
+}
+
+/// A SARIF log of one run of this tool.
+pub(super) fn log(rules: Vec<Value>, results: Vec<Value>) -> Value {
+    json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
@@ -84,11 +69,36 @@ pub fn render(
             "results": results,
             "columnKind": "unicodeCodePoints",
         }],
-    });
-    super::write_json(out, &doc)
+    })
 }
 
-fn level(severity: Severity) -> &'static str {
+/// The rule of a backup that could not be read at all.
+pub(super) fn unreadable_rule() -> Value {
+    json!({
+        "id": UNREADABLE,
+        "name": "BackupUnreadable",
+        "shortDescription": {"text": "Backup could not be audited"},
+        "fullDescription": {"text": "The backup could not be read or is not an etcd database: nothing in it was checked."},
+        "help": {"text": "Check the error: a missing or truncated file, a wrong format, an unreachable endpoint. A damaged bbolt file may be read with --salvage."},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"security-severity": "8.0", "tags": ["reliability", "disaster-recovery"]},
+    })
+}
+
+/// A backup that could not be read, as a result of [`unreadable_rule`] at `index`.
+pub(super) fn unreadable_result(source: &str, error: Option<&str>, uri: &str, index: usize) -> Value {
+    let message = format!("{source} could not be audited: {}", error.unwrap_or("unknown error"));
+    json!({
+        "ruleId": UNREADABLE,
+        "ruleIndex": index,
+        "level": "error",
+        "message": {"text": message},
+        "locations": [location(uri, &[])],
+        "partialFingerprints": {"primaryLocationLineHash": fingerprint(UNREADABLE, source, &[])},
+    })
+}
+
+pub(super) fn level(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical | Severity::High => "error",
         Severity::Medium => "warning",
@@ -97,7 +107,7 @@ fn level(severity: Severity) -> &'static str {
 }
 
 /// GitHub's `security-severity`: critical ≥ 9, high 7–8.9, medium 4–6.9, low < 4.
-fn security_severity(severity: Severity) -> &'static str {
+pub(super) fn security_severity(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical => "9.5",
         Severity::High => "8.0",
@@ -163,7 +173,7 @@ fn result(f: &Finding, uri: &str, identity: &str) -> Value {
     })
 }
 
-fn location(uri: &str, keys: &[&str]) -> Value {
+pub(super) fn location(uri: &str, keys: &[&str]) -> Value {
     let logical: Vec<Value> =
         keys.iter().map(|k| json!({"name": k, "fullyQualifiedName": k, "kind": "resource"})).collect();
     let mut loc = json!({"physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 1}}});
@@ -175,7 +185,7 @@ fn location(uri: &str, keys: &[&str]) -> Value {
 
 /// Rule, backup (or cluster) and key set: the same finding on the same
 /// backup gets the same fingerprint run after run.
-fn fingerprint(rule: &str, identity: &str, keys: &[&str]) -> String {
+pub(super) fn fingerprint(rule: &str, identity: &str, keys: &[&str]) -> String {
     let mut h = Sha256::new();
     for part in [rule, identity].into_iter().chain(keys.iter().copied()) {
         h.update(part.as_bytes());
@@ -188,7 +198,7 @@ fn fingerprint(rule: &str, identity: &str, keys: &[&str]) -> String {
 /// under it, else as written (an absolute path as a `file://` URI); bytes
 /// outside RFC 3986's path characters are percent-encoded. URLs (`s3://…`)
 /// stay as they are.
-fn uri(source: &str, base: Option<&Path>) -> String {
+pub(super) fn uri(source: &str, base: Option<&Path>) -> String {
     if source.contains("://") {
         return source.to_string();
     }

@@ -335,3 +335,40 @@ fn reports_match_the_published_schema() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn sarif_has_a_result_per_readable_object_under_its_risk_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let sarif = dir.path().join("exposure.sarif");
+    let (config, source) = (fixture("config.yaml"), fixture("datadir"));
+    let r = run(&[
+        "exposure",
+        "-c",
+        &config,
+        &source,
+        "/nonexistent.db",
+        "--format",
+        "sarif",
+        "-o",
+        path_str(&sarif),
+    ]);
+    assert_eq!(r.code, 2, "a source is missing");
+    for gh in [false, true] {
+        let issues = crate::outputs::validate_sarif(&sarif, gh);
+        assert!(issues.is_empty(), "validator (GitHub rules: {gh}): {issues:?}");
+    }
+    let log: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let (_, doc) = exposure(&[&source], &[]);
+    let rows: Vec<&Value> =
+        doc["secrets"].as_array().unwrap().iter().chain(doc["others"].as_array().unwrap()).collect();
+    assert_eq!(results.len(), rows.len() + 1, "one per row, one for the missing backup");
+    for row in rows {
+        let key = row["key"].as_str().unwrap();
+        let result =
+            results.iter().find(|r| r["locations"][0]["logicalLocations"][0]["name"] == key).unwrap();
+        assert_eq!(result["ruleId"], format!("exposure-{}", row["risk"].as_str().unwrap()), "{key}");
+    }
+    assert!(results.iter().any(|r| r["ruleId"] == "backup-unreadable"));
+    assert!(!std::fs::read_to_string(&sarif).unwrap().contains("ETCDAUDIT-SECRET-"));
+}

@@ -47,7 +47,7 @@ fn scan_to(dir: &Path, format: &str, extra: &[&str]) -> (Run, PathBuf, Value) {
 }
 
 /// `sarif-multitool validate`, its results as (level, rule id).
-fn validate_sarif(path: &Path, gh: bool) -> Vec<(String, String)> {
+pub fn validate_sarif(path: &Path, gh: bool) -> Vec<(String, String)> {
     require_command("sarif-multitool", "Microsoft's SARIF validator (npm @microsoft/sarif-multitool)");
     let log = path.with_extension("validation.sarif");
     let _ = std::fs::remove_file(&log);
