@@ -17,7 +17,7 @@ use etcd_audit::report::exposure::Format as ExposureFormat;
 use etcd_audit::report::sarif::SarifOptions;
 use etcd_audit::report::scan::ScanFormat;
 use etcd_audit::report::Format;
-use etcd_audit::run::{CatalogQuery, ExposureArgs, MetricsFile, ScanArgs, SourceArgs};
+use etcd_audit::run::{CatalogQuery, ExposureArgs, KeyArgs, MetricsFile, ScanArgs, SourceArgs};
 use etcd_audit::source::live::LiveOptions;
 use etcd_audit::walk::LiveMode;
 use zeroize::Zeroizing;
@@ -259,11 +259,13 @@ impl ExposureCli {
     pub fn into_args(self) -> Result<ExposureArgs, ArgsError> {
         let k3s_tokens = load_tokens(&self.k3s_tokens)?;
         Ok(ExposureArgs {
-            known_keys: self.known.load()?,
+            keys: KeyArgs {
+                known_keys: self.known.load()?,
+                configs: self.configs,
+                resources: self.resources,
+                kms: self.kms,
+            },
             input: self.reading.into_args(self.sources),
-            configs: self.configs,
-            resources: self.resources,
-            kms: self.kms,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 k3s_tokens: std::sync::Arc::new(k3s_tokens),
@@ -505,11 +507,13 @@ impl ScanCli {
         };
         let k3s_tokens = load_tokens(&self.k3s_tokens)?;
         Ok(ScanArgs {
-            known_keys: self.known.load()?,
+            keys: KeyArgs {
+                known_keys: self.known.load()?,
+                configs: self.configs,
+                resources: self.resources,
+                kms: self.kms,
+            },
             input: self.reading.into_args(self.sources),
-            configs: self.configs,
-            resources: self.resources,
-            kms: self.kms,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 history: self.history,

@@ -38,14 +38,20 @@ pub struct SourceArgs {
     pub live: LiveOptions,
 }
 
-pub struct ScanArgs {
-    pub input: SourceArgs,
+/// The keys values are judged with, and which values (every command that judges).
+pub struct KeyArgs {
     pub configs: Vec<PathBuf>,
     /// Keys known to be public (the docs' and `--known-keys`).
     pub known_keys: KnownKeys,
+    /// In scope besides Secrets (and what the configs name).
     pub resources: Vec<String>,
     /// `--kms NAME=unix:///path` plugin endpoint overrides.
     pub kms: Vec<KmsOverride>,
+}
+
+pub struct ScanArgs {
+    pub input: SourceArgs,
+    pub keys: KeyArgs,
     pub options: ScanOptions,
     pub fail_on: FailOn,
     /// `--expect-every`: the longest expected interval between two backups of a cluster.
@@ -74,12 +80,9 @@ pub struct MetricsFile {
 /// `exposure`: what whoever holds the backups can read under a model.
 pub struct ExposureArgs {
     pub input: SourceArgs,
-    pub configs: Vec<PathBuf>,
-    /// Keys known to be public: values under them count as readable with the file alone.
-    pub known_keys: KnownKeys,
-    /// In scope besides Secrets and ConfigMaps.
-    pub resources: Vec<String>,
-    pub kms: Vec<KmsOverride>,
+    /// Values under a known public key count as readable with the file alone;
+    /// ConfigMaps are always in scope.
+    pub keys: KeyArgs,
     /// The etcd prefix, k3s tokens and `--now`; history and residue are always read.
     pub options: ScanOptions,
     pub assume: Model,
@@ -196,11 +199,11 @@ pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
 /// `exposure`: exit 1 when the assumed holder can read any Secret (or a
 /// credential-like object), 2 when a backup could not be read.
 pub fn exposure(out: &mut dyn Write, args: &ExposureArgs) -> Result<Outcome, RunError> {
-    let configs = load_configs(&args.configs)?;
+    let configs = load_configs(&args.keys.configs)?;
     let tokens = !args.options.k3s_tokens.is_empty();
     match args.assume {
         Model::BackupToken if !tokens => return Err(RunError::ModelNeeds(args.assume, "--k3s-token")),
-        m if m.has_keys() && configs.is_empty() && args.kms.is_empty() => {
+        m if m.has_keys() && configs.is_empty() && args.keys.kms.is_empty() => {
             return Err(RunError::ModelNeeds(m, "-c CONFIG"))
         }
         _ => {}
@@ -217,15 +220,16 @@ pub fn exposure(out: &mut dyn Write, args: &ExposureArgs) -> Result<Outcome, Run
             Model::BackupKeysKms => args.assume.has_kms(),
         })
         .collect();
-    let extra = ["configmaps"].into_iter().chain(args.resources.iter().map(String::as_str));
+    let extra = ["configmaps"].into_iter().chain(args.keys.resources.iter().map(String::as_str));
     let scope = Scope::new(extra, &configs);
     let judges: Vec<(Model, Judge, ScanOptions)> = models
         .iter()
         .map(|&m| {
-            let granted = |k: &crate::encryption::Key| m.has_keys() || args.known_keys.contains(&k.secret);
+            let granted =
+                |k: &crate::encryption::Key| m.has_keys() || args.keys.known_keys.contains(&k.secret);
             let configs = configs.iter().map(|c| c.restricted(granted, m.has_kms())).collect();
-            let kms = if m.has_kms() { args.kms.clone() } else { vec![] };
-            let judge = Judge::new(configs, kms).with_known_keys(args.known_keys.clone());
+            let kms = if m.has_kms() { args.keys.kms.clone() } else { vec![] };
+            let judge = Judge::new(configs, kms).with_known_keys(args.keys.known_keys.clone());
             let tokens = if m.has_token() { args.options.k3s_tokens.clone() } else { Default::default() };
             let opts = ScanOptions {
                 history: true,
@@ -392,9 +396,9 @@ struct Scanned {
 type ScanRun = (Walked<ScanReport, AuditError>, Option<Vec<BackupRecord>>);
 
 fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
-    let configs = load_configs(&args.configs)?;
-    let scope = Scope::new(args.resources.iter().map(String::as_str), &configs);
-    let judge = Judge::new(configs, args.kms.clone()).with_known_keys(args.known_keys.clone());
+    let configs = load_configs(&args.keys.configs)?;
+    let scope = Scope::new(args.keys.resources.iter().map(String::as_str), &configs);
+    let judge = Judge::new(configs, args.keys.kms.clone()).with_known_keys(args.keys.known_keys.clone());
     let catalog = match &args.catalog {
         Some(path) => Some(Catalog::open(path)?),
         None => None,

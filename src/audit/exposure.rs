@@ -311,7 +311,7 @@ impl Exposure {
         let (secrets, others) = rows(assume);
         let seen: BTreeSet<&String> =
             backups.iter().filter_map(|b| b.under(assume)).flat_map(|r| &r.secrets_seen).collect();
-        let secrets_unreadable = seen.len() - secrets.len().min(seen.len());
+        let secrets_unreadable = seen.len().saturating_sub(secrets.len());
         Exposure { assume, models, secrets_unreadable, secrets, others }
     }
 

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use super::{Entry, Skipped};
+use super::{escape_markup as esc, Entry, Skipped};
 use crate::audit::sweep::ClusterGroup;
 use crate::audit::{Class, Finding, ScanReport, Severity, Summary};
 
@@ -488,28 +488,4 @@ fn findings(h: &mut String, findings: &[Finding]) {
         );
     }
     h.push_str("</table></div>\n");
-}
-
-/// HTML text and attribute escaping.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn markup_in_names_is_escaped() {
-        assert_eq!(super::esc("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
-    }
 }

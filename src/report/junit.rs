@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::Entry;
+use super::{escape_markup as escape, Entry};
 use crate::audit::sweep::ClusterGroup;
 use crate::audit::{Class, Finding, ScanReport};
 
@@ -121,30 +121,4 @@ fn finding_case(f: &Finding, failed_on: &[&str]) -> Case {
         (f.message.clone(), body)
     });
     Case { name: format!("finding {} ({})", f.code.as_str(), f.code.rule().title), failure, error: None }
-}
-
-/// XML text and attribute escaping; characters XML 1.0 forbids become U+FFFD.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escapes_markup_and_forbidden_characters() {
-        assert_eq!(super::escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;\u{FFFD}");
-    }
 }

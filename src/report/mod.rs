@@ -78,7 +78,37 @@ fn render<T: Serialize>(
     }
 }
 
+/// Text and attribute escaping for HTML and XML; characters XML 1.0 forbids
+/// (control characters, U+FFFE, U+FFFF) become U+FFFD.
+pub(crate) fn escape_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The table footer listing skipped files, if any.
 fn skipped_table(skipped: &[Skipped]) -> String {
     skipped.iter().map(|s| format!("skipped     {} ({})\n", s.path, s.reason)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markup_is_escaped_and_forbidden_characters_replaced() {
+        assert_eq!(
+            super::escape_markup("<script>\"x\"&'y'\u{1}\n"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;\u{FFFD}\n"
+        );
+    }
 }
