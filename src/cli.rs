@@ -19,7 +19,7 @@ use etcd_audit::report::scan::ScanFormat;
 use etcd_audit::report::Format;
 use etcd_audit::run::{CatalogQuery, ExposureArgs, KeyArgs, MetricsFile, ScanArgs, SourceArgs};
 use etcd_audit::source::live::LiveOptions;
-use etcd_audit::walk::LiveMode;
+use etcd_audit::walk::{LiveMode, Shard};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -265,7 +265,7 @@ impl ExposureCli {
                 resources: self.resources,
                 kms: self.kms,
             },
-            input: self.reading.into_args(self.sources),
+            input: self.reading.into_args(self.sources)?,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 k3s_tokens: std::sync::Arc::new(k3s_tokens),
@@ -385,6 +385,15 @@ pub struct ReadingCli {
     /// etcd user; the password is read from ETCD_AUDIT_PASSWORD (never from the command line).
     #[arg(long)]
     user: Option<String>,
+    /// Audit only this share of the objects of prefixes and the files of folders: INDEX/COUNT,
+    /// 0 <= INDEX < COUNT (sources named one by one are not shared out). Shards split by the
+    /// SHA-256 of each object key or relative path, the same way every run.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<Shard>,
+    /// COUNT shards, this one's INDEX from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job);
+    /// --shard wins.
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    shards: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -396,8 +405,24 @@ enum LiveModeArg {
 }
 
 impl ReadingCli {
-    pub fn into_args(self, sources: Vec<PathBuf>) -> SourceArgs {
-        SourceArgs {
+    /// `--shard`, else `--shards` with the index of an Indexed Job (the variable alone does nothing).
+    fn shard(&self) -> Result<Option<Shard>, ArgsError> {
+        match (self.shard, self.shards) {
+            (Some(shard), _) => Ok(Some(shard)),
+            (None, Some(count)) => {
+                let index = std::env::var("JOB_COMPLETION_INDEX").unwrap_or_default();
+                format!("{}/{count}", index.trim())
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ArgsError::JobIndex(index, count))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn into_args(self, sources: Vec<PathBuf>) -> Result<SourceArgs, ArgsError> {
+        Ok(SourceArgs {
+            shard: self.shard()?,
             sources: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             limits: Limits { max_unpacked_bytes: self.max_unpacked_bytes },
             connections: usize::from(self.connections),
@@ -407,7 +432,7 @@ impl ReadingCli {
                 LiveModeArg::Range => LiveMode::Range,
             },
             live: LiveOptions { cacert: self.cacert, cert: self.cert, key: self.key, user: self.user },
-        }
+        })
     }
 }
 
@@ -438,6 +463,8 @@ impl KnownKeysCli {
 pub enum ArgsError {
     #[error("keys writes table or json, one report, no metrics")]
     KeysFormat,
+    #[error("--shards {1} needs JOB_COMPLETION_INDEX between 0 and {1}, got {0:?}")]
+    JobIndex(String, u32),
     #[error(transparent)]
     Catalog(#[from] etcd_audit::catalog::CatalogError),
     #[error("--k3s-token {}: {source}", path.display())]
@@ -513,7 +540,7 @@ impl ScanCli {
                 resources: self.resources,
                 kms: self.kms,
             },
-            input: self.reading.into_args(self.sources),
+            input: self.reading.into_args(self.sources)?,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
                 history: self.history,

@@ -21,9 +21,10 @@ fn main() -> ExitCode {
         Err(e) => return ExitCode::from(fail(&e) as u8),
     };
     let result: Result<Outcome, RunError> = match command {
-        Command::Inspect { sources, format, reading } => {
-            run::inspect(&mut out, &reading.into_args(sources), format.into())
-        }
+        Command::Inspect { sources, format, reading } => match reading.into_args(sources) {
+            Ok(args) => run::inspect(&mut out, &args, format.into()),
+            Err(e) => return ExitCode::from(fail(&e) as u8),
+        },
         Command::Scan(cli) => match cli.into_args() {
             Ok(args) => run::scan(&mut out, &args),
             Err(e) => return ExitCode::from(fail(&e) as u8),

@@ -36,6 +36,8 @@ pub struct SourceArgs {
     pub progress: Progress,
     pub live_mode: LiveMode,
     pub live: LiveOptions,
+    /// `--shard`/`--shards`: this worker's share of prefixes and folders.
+    pub shard: Option<walk::Shard>,
 }
 
 /// The keys values are judged with, and which values (every command that judges).
@@ -170,6 +172,7 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
             duration_seconds: started.elapsed().as_secs_f64(),
             now: crate::time::now_or(args.options.now),
             per_backup: metrics.per_backup,
+            shard: args.input.shard.map(|s| s.to_string()),
         };
         report::output::write_file(&metrics.path, |out| {
             report::metrics::render(out, &entries, &clusters, &run)
@@ -182,14 +185,7 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
 /// `keys`: exit 1 when a needed key is missing or any value is undecryptable.
 pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
     let (walked, _) = scan_all(args)?;
-    let walked = Walked {
-        backups: walked
-            .backups
-            .into_iter()
-            .map(|d| walk::Done { name: d.name, origin: d.origin, result: d.result.map(Pairing::of) })
-            .collect(),
-        skipped: walked.skipped,
-    };
+    let walked = walked.map(|_, result| result.map(Pairing::of));
     let outcome = worst(&walked, |p: &Pairing| if p.restorable { Outcome::Clean } else { Outcome::Findings });
     let entries = entries(walked.backups);
     let format = args.format.basic().unwrap_or(Format::Table);
@@ -253,20 +249,9 @@ pub fn exposure(out: &mut dyn Write, args: &ExposureArgs) -> Result<Outcome, Run
     };
     let walked = walk::walk(&args.input.sources, &walk_settings(&args.input, None, false), &audit);
     let mut readings = Vec::new();
-    let walked = Walked {
-        backups: walked
-            .backups
-            .into_iter()
-            .map(|d| walk::Done {
-                result: d
-                    .result
-                    .map(|models| readings.push(BackupReading { source: d.name.clone(), models })),
-                name: d.name,
-                origin: d.origin,
-            })
-            .collect(),
-        skipped: walked.skipped,
-    };
+    let walked = walked.map(|name, result| {
+        result.map(|models| readings.push(BackupReading { source: name.to_string(), models }))
+    });
     let exposure = Exposure::build(args.assume, &readings);
     let listed = !exposure.secrets.is_empty() || !exposure.others.is_empty();
     let outcome = worst(&walked, |_| if listed { Outcome::Findings } else { Outcome::Clean });
@@ -382,6 +367,7 @@ fn walk_settings<'a>(
         progress: &args.progress,
         already_audited,
         salvage,
+        shard: args.shard,
     }
 }
 
@@ -455,15 +441,7 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         );
         catalogued = Some(catalog.list()?);
     }
-    let walked = Walked {
-        backups: walked
-            .backups
-            .into_iter()
-            .map(|d| walk::Done { name: d.name, origin: d.origin, result: d.result.map(|s| s.report) })
-            .collect(),
-        skipped: walked.skipped,
-    };
-    Ok((walked, catalogued))
+    Ok((walked.map(|_, result| result.map(|s| s.report)), catalogued))
 }
 
 /// One backup scanned with `judge`, however it was read (bbolt with its WAL,
@@ -577,6 +555,12 @@ fn entries<T>(backups: Vec<walk::Done<T, AuditError>>) -> Vec<Entry<T>> {
 /// The highest outcome over all backups. Nothing audited at all is a failure
 /// (exit 2), unless the catalog showed everything was audited already.
 fn worst<T, E>(walked: &Walked<T, E>, judge: impl Fn(&T) -> Outcome) -> Outcome {
-    let nothing = if walked.all_already_audited() { Outcome::Clean } else { Outcome::Failed };
+    if walked.backups.is_empty() && walked.other_shards > 0 {
+        eprintln!(
+            "etcd-audit: nothing for this shard: all {} objects and files fall to other shards",
+            walked.other_shards
+        );
+    }
+    let nothing = if walked.nothing_to_do() { Outcome::Clean } else { Outcome::Failed };
     walked.backups.iter().map(|d| d.result.as_ref().map_or(Outcome::Failed, &judge)).max().unwrap_or(nothing)
 }

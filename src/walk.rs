@@ -177,6 +177,49 @@ pub struct Walk<'w> {
     /// `--salvage`: a file the user named that no container recognises (its
     /// first page destroyed) is handed on as a database to carve.
     pub salvage: bool,
+    /// Only this share of listed objects and walked files (sources named one by one are whole).
+    pub shard: Option<Shard>,
+}
+
+/// `--shard INDEX/COUNT`: this worker's share of what prefixes list and
+/// folders hold. A key (an object's key, or a file's path relative to the
+/// folder walked) falls to shard `SHA-256(key)[..8] as u64 % COUNT`: every
+/// shard sees the same split, and the shards together see everything once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub fn takes(&self, key: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(key.as_bytes());
+        let head = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        head % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("expected INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4), got {0:?}")]
+pub struct ShardError(String);
+
+impl std::str::FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ShardError(s.into());
+        let (index, count) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) =
+            (index.trim().parse().map_err(|_| bad())?, count.trim().parse().map_err(|_| bad())?);
+        (index < count).then_some(Shard { index, count }).ok_or_else(bad)
+    }
 }
 
 /// One backup's outcome, in report order.
@@ -190,12 +233,26 @@ pub struct Walked<T, E> {
     pub backups: Vec<Done<T, E>>,
     /// Sorted by path.
     pub skipped: Vec<Skipped>,
+    /// Objects and files left to other shards.
+    pub other_shards: usize,
 }
 
 impl<T, E> Walked<T, E> {
-    /// Every source was already audited (nothing to do is then no failure).
-    pub fn all_already_audited(&self) -> bool {
-        self.backups.is_empty() && self.skipped.iter().any(|s| s.reason == SkipReason::AlreadyAudited)
+    /// Nothing was left to audit: everything was audited already, or falls to
+    /// other shards (nothing to do is then no failure).
+    pub fn nothing_to_do(&self) -> bool {
+        self.backups.is_empty()
+            && (self.other_shards > 0 || self.skipped.iter().any(|s| s.reason == SkipReason::AlreadyAudited))
+    }
+
+    /// The same walk with each result turned by `f`.
+    pub fn map<U>(self, mut f: impl FnMut(&str, Result<T, E>) -> Result<U, E>) -> Walked<U, E> {
+        let backups = self
+            .backups
+            .into_iter()
+            .map(|d| Done { result: f(&d.name, d.result), name: d.name, origin: d.origin })
+            .collect();
+        Walked { backups, skipped: self.skipped, other_shards: self.other_shards }
     }
 }
 
@@ -206,6 +263,7 @@ enum Event {
     Backup(Order, Item),
     Failed(Order, String, Origin, WalkError),
     Skipped(Skipped),
+    OtherShard,
 }
 
 /// Walks `sources` and audits every backup with `audit` on rayon's pool.
@@ -221,6 +279,7 @@ where
     let (tx, rx) = sync_channel::<Event>(1);
     let results: Mutex<Vec<(Order, Done<T, E>)>> = Mutex::new(Vec::new());
     let mut skipped = Vec::new();
+    let mut other_shards = 0;
     let in_flight = Slots::new(rayon::current_num_threads() + 1);
     std::thread::scope(|s| {
         s.spawn(move || {
@@ -233,6 +292,10 @@ where
                 let (order, name, origin, outcome) = match event {
                     Event::Skipped(skip) => {
                         skipped.push(skip);
+                        continue;
+                    }
+                    Event::OtherShard => {
+                        other_shards += 1;
                         continue;
                     }
                     Event::Failed(order, name, origin, e) => (order, name, origin, Err(E::from(e))),
@@ -258,7 +321,7 @@ where
     let mut backups = results.into_inner().unwrap_or_else(|e| e.into_inner());
     backups.sort_by(|a, b| a.0.cmp(&b.0));
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Walked { backups: backups.into_iter().map(|(_, done)| done).collect(), skipped }
+    Walked { backups: backups.into_iter().map(|(_, done)| done).collect(), skipped, other_shards }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -302,6 +365,7 @@ struct Sink<'s> {
     yielded: AtomicUsize,
     files: AtomicUsize,
     already_audited: AtomicUsize,
+    other_shards: AtomicUsize,
 }
 
 impl<'s> Sink<'s> {
@@ -311,7 +375,18 @@ impl<'s> Sink<'s> {
             yielded: AtomicUsize::new(0),
             files: AtomicUsize::new(0),
             already_audited: AtomicUsize::new(0),
+            other_shards: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether this shard takes `key`; counts what it leaves to others.
+    fn takes(&self, shard: Option<Shard>, key: &str) -> bool {
+        let takes = shard.is_none_or(|s| s.takes(key));
+        if !takes {
+            self.other_shards.fetch_add(1, Ordering::Relaxed);
+            let _ = self.tx.send(Event::OtherShard);
+        }
+        takes
     }
 
     fn backup(&self, order: Order, item: Item) {
@@ -346,13 +421,18 @@ fn visit_source(order: Order, name: &str, settings: &Walk, tx: &SyncSender<Event
                 sink.files.store(found.len(), Ordering::Relaxed);
                 let local = Local { archive: None, explicit };
                 for (i, f) in found.iter().enumerate() {
-                    visit_found(with(&order, i), f, &local, None, settings, &sink);
+                    // A folder's files are shared out by their path in it; a file named is whole.
+                    let relative = f.path().strip_prefix(path).unwrap_or(f.path());
+                    if explicit || sink.takes(settings.shard, &relative.to_string_lossy()) {
+                        visit_found(with(&order, i), f, &local, None, settings, &sink);
+                    }
                 }
             }
             Err(e) => sink.failed(order.clone(), name.to_string(), Origin::Other, e),
         }
     }
-    if sink.yielded.load(Ordering::Relaxed) == 0 && sink.already_audited.load(Ordering::Relaxed) == 0 {
+    let left = sink.already_audited.load(Ordering::Relaxed) + sink.other_shards.load(Ordering::Relaxed);
+    if sink.yielded.load(Ordering::Relaxed) == 0 && left == 0 {
         let files = sink.files.load(Ordering::Relaxed);
         sink.failed(
             order,
@@ -373,12 +453,16 @@ fn with(order: &Order, i: usize) -> Order {
 /// their own, and unwrapped there.
 fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sink: &Sink) {
     let listed = Remote::connect(url).and_then(|remote| Ok((remote.objects()?, remote)));
-    let (objects, remote) = match listed {
+    let ((mut objects, prefix), remote) = match listed {
         Ok(listed) => listed,
         Err(e) => return sink.failed(order.clone(), name.to_string(), Origin::Other, e),
     };
     sink.files.store(objects.len(), Ordering::Relaxed);
     let explicit = objects.len() == 1;
+    // A prefix's objects are shared out by key; an object named is whole.
+    if prefix {
+        objects.retain(|o| sink.takes(settings.shard, o.key()));
+    }
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..DOWNLOADS.min(objects.len()) {
@@ -595,6 +679,7 @@ mod tests {
             progress: &progress,
             already_audited: None,
             salvage: false,
+            shard: None,
         };
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         walk(&sources, &settings, &|item: &Item| Ok(item.chain.join(">")))

@@ -19,6 +19,9 @@ pub struct RunFacts {
     pub now: i64,
     /// Also per-backup series (`--metrics-per-backup`).
     pub per_backup: bool,
+    /// `INDEX/COUNT` of a sharded run: a `shard` label on every series, so
+    /// the shards' files sit side by side in one textfile folder.
+    pub shard: Option<String>,
 }
 
 const UNKNOWN: &str = "unknown";
@@ -33,7 +36,7 @@ pub fn render(
     clusters: &[ClusterGroup],
     run: &RunFacts,
 ) -> std::io::Result<()> {
-    let mut m = Metrics::default();
+    let mut m = Metrics { shard: run.shard.clone(), ..Metrics::default() };
     m.gauge("etcd_audit_info", "The etcd-audit version that wrote these metrics.");
     m.sample("etcd_audit_info", &[("version", crate::TOOL_VERSION)], 1.0);
 
@@ -176,6 +179,7 @@ fn severity(s: crate::audit::Severity) -> &'static str {
 /// Families in order of declaration, each with its samples.
 #[derive(Default)]
 struct Metrics {
+    shard: Option<String>,
     families: Vec<(String, String)>,
     samples: BTreeMap<String, Vec<String>>,
 }
@@ -195,6 +199,8 @@ impl Metrics {
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         let mut line = name.to_string();
+        let shard = self.shard.as_deref().map(|s| ("shard", s));
+        let labels: Vec<(&str, &str)> = labels.iter().copied().chain(shard).collect();
         if !labels.is_empty() {
             let pairs: Vec<String> =
                 labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect();

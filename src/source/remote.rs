@@ -76,6 +76,11 @@ pub struct RemoteObject {
 }
 
 impl RemoteObject {
+    /// The object's key in its bucket.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// A local file described like an object: for a k3s snapshot whose
     /// `.metadata/<name>` sidecar sits beside it.
     pub fn local(
@@ -162,7 +167,9 @@ impl Remote {
 
     /// The object the URL names, or every object under it as a prefix; the
     /// k3s `.metadata/` sidecars are attached to their backups, not listed.
-    pub fn objects(&self) -> Result<Vec<RemoteObject>, SourceError> {
+    /// The object the URL names, or every object under it as a prefix
+    /// (sidecars left out), by key; and whether it was listed as a prefix.
+    pub fn objects(&self) -> Result<(Vec<RemoteObject>, bool), SourceError> {
         self.runtime.block_on(async {
             let key = ObjectPath::from(self.url.key.as_str());
             let exact = if self.url.key.is_empty() || self.url.key.ends_with('/') {
@@ -215,7 +222,7 @@ impl Remote {
                 });
             }
             objects.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(objects)
+            Ok((objects, listed_prefix))
         })
     }
 

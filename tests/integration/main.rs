@@ -24,5 +24,6 @@ mod readonly;
 mod s3;
 mod scan;
 mod schemas;
+mod shard;
 mod sweep;
 mod util;
