@@ -9,5 +9,8 @@ export ETCD35_BIN_DIR="$etcdbin"
 
 cargo fmt --check
 cargo clippy --all-targets --all-features --quiet -- -D warnings
+# The container image (a static release binary, buildah FROM scratch): built here on both cores
+# rather than inside the test that checks it (tests/integration/image.rs finds it up to date).
+scripts/image.sh localhost/etcd-audit:test >/dev/null
 # --all-features: the fuzz corpora are replayed through the harnesses of src/fuzz.rs.
 cargo test --all-targets --all-features --quiet 2>&1 | tee /tmp/etcd-audit-test.log

@@ -29,18 +29,7 @@ fn plugin_binary() -> &'static Path {
         if stale(&bin) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            // Without the variables cargo sets for a test process: build
-            // scripts that track them would see a change and rebuild the tree.
-            for (var, _) in std::env::vars_os() {
-                let var = var.to_string_lossy().into_owned();
-                let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_"]
-                    .iter()
-                    .any(|p| var.starts_with(p))
-                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&var.as_str());
-                if set_for_tests {
-                    cmd.env_remove(&var);
-                }
-            }
+            without_test_env(&mut cmd);
             cmd.args(["build", "--quiet", "--example", "kms_plugin"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());

@@ -120,6 +120,28 @@ fn missing(what: &str) -> ! {
     panic!("{what} is missing: {INSTALL}")
 }
 
+/// Removes the variables cargo sets for a test process from a command that
+/// runs cargo: build scripts that track them would see a change and rebuild
+/// the whole tree.
+pub fn without_test_env(cmd: &mut Command) {
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy().into_owned();
+        let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_"]
+            .iter()
+            .any(|p| var.starts_with(p))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&var.as_str());
+        if set_for_tests {
+            cmd.env_remove(&var);
+        }
+    }
+}
+
+/// Where a program on the PATH is.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+}
+
 /// A program on the PATH.
 pub fn require_command(name: &str, what: &str) {
     let found = std::env::var_os("PATH")
