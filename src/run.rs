@@ -389,6 +389,8 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         Some(path) => Some(Catalog::open(path)?),
         None => None,
     };
+    // One sweep of a catalog at a time, until this run has recorded what it audited.
+    let _sweeping = catalog.as_ref().map(Catalog::sweep_lock).transpose()?;
     let run = AuditRun::now(catalog::keyring_of(&judge));
     let seen = |source: &str, origin: &walk::Origin| {
         let catalog = catalog.as_ref().expect("only asked with a catalog");

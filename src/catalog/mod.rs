@@ -19,6 +19,12 @@
 //! [`DEFAULT_LOCK_TIMEOUT`] before [`CatalogError::Locked`]. Commits are
 //! durable and atomic: a writer killed mid-transaction leaves the last
 //! committed state, repaired on the next open.
+//!
+//! A sweep (`scan --catalog`) audits for minutes and records at the end, so
+//! two sweeps of one catalog would audit the same objects twice: a sweep
+//! holds [`SweepLock`] (an advisory `flock` on `<catalog>.sweep.lock`) for its
+//! whole run, and a second one is refused at once, naming the first. The
+//! kernel drops the lock when its process ends, however it ends.
 
 mod record;
 
@@ -98,8 +104,15 @@ pub enum CatalogError {
     NoHome,
     #[error("no catalog at {path}")]
     Missing { path: String },
+    #[error("catalog {path} is being swept by another etcd-audit ({holder}); one sweep at a time")]
+    SweepRunning { path: String, holder: String },
     #[error("invalid backup record: {0}")]
     Invalid(String),
+}
+
+/// Held while a sweep runs (see the module notes); released on drop.
+pub struct SweepLock {
+    _file: std::fs::File,
 }
 
 /// How much a forget removed.
@@ -169,6 +182,40 @@ impl Catalog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the sweep lock of this catalog, or says who holds it.
+    pub fn sweep_lock(&self) -> Result<SweepLock, CatalogError> {
+        let mut lock_path = self.path.clone().into_os_string();
+        lock_path.push(".sweep.lock");
+        let lock_path = PathBuf::from(lock_path);
+        let io = |source| CatalogError::Io { path: lock_path.display().to_string(), source };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0
+        {
+            let mut holder = String::new();
+            let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+            let holder = match holder.trim() {
+                "" => "unknown process".to_string(),
+                h => h.to_string(),
+            };
+            return Err(CatalogError::SweepRunning { path: self.path.display().to_string(), holder });
+        }
+        let me = format!(
+            "pid {} since {}",
+            std::process::id(),
+            crate::time::rfc3339(crate::time::now_or(None).max(0) as u64)
+        );
+        file.set_len(0).map_err(io)?;
+        std::io::Write::write_all(&mut file, me.as_bytes()).map_err(io)?;
+        Ok(SweepLock { _file: file })
     }
 
     /// Records one audited backup (see [`Catalog::record_all`]).
@@ -676,6 +723,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_sweep_at_a_time_and_the_lock_goes_with_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path().join("c.redb")).unwrap();
+        let first = catalog.sweep_lock().unwrap();
+        match catalog.sweep_lock() {
+            Err(CatalogError::SweepRunning { holder, .. }) => {
+                assert!(holder.starts_with(&format!("pid {} since ", std::process::id())), "{holder}")
+            }
+            other => panic!("a second sweep was let in: {:?}", other.map(|_| ())),
+        }
+        // Queries and records still work while a sweep runs.
+        assert!(catalog.list().unwrap().is_empty());
+        drop(first);
+        assert!(catalog.sweep_lock().is_ok());
+    }
 
     #[test]
     fn key_refs_split_at_the_first_colon() {

@@ -221,3 +221,53 @@ fn the_sweep_spans_the_catalogued_history_of_a_cluster() {
     let shared = found("key-shared-across-clusters").expect("west's catalogued backup holds the same key");
     assert_eq!(shared["details"][0]["clusters"], serde_json::json!([WEST]));
 }
+
+#[test]
+fn a_second_sweep_of_one_catalog_is_refused_while_the_first_runs() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.redb");
+    let db = testdata("clusters/alpha.db");
+    let config = testdata("clusters/config.yaml");
+    let sweep = || {
+        run(&[
+            "scan",
+            path_str(&db),
+            "-c",
+            path_str(&config),
+            &format!("--catalog={}", catalog.display()),
+            "-q",
+        ])
+    };
+    assert_eq!(sweep().code, 0);
+    // Another sweep holds the lock (as a running etcd-audit does: flock on <catalog>.sweep.lock).
+    let hold = "import fcntl, sys\n\
+                f = open(sys.argv[1], 'a+')\n\
+                fcntl.flock(f, fcntl.LOCK_EX)\n\
+                f.truncate(0); f.write('pid 4242 since 2026-11-30T00:00:00Z'); f.flush()\n\
+                print('locked', flush=True)\n\
+                sys.stdin.read()";
+    let lock = format!("{}.sweep.lock", catalog.display());
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", hold, &lock])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let refused = sweep();
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("being swept by another etcd-audit (pid 4242 since 2026-11-30T00:00:00Z)"),
+        "{}",
+        refused.stderr
+    );
+    // Queries are not sweeps: they still answer.
+    let list = run(&["catalog", "list", "--catalog", path_str(&catalog), "--format", "json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    holder.stdin.take().unwrap().write_all(b"done").unwrap();
+    holder.wait().unwrap();
+    assert_eq!(sweep().code, 0, "the lock went with its holder");
+}
