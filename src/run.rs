@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::audit::exposure::{BackupReading, Exposure, Model, Readable};
+use crate::audit::exposure::{self, BackupReading, Exposure, Model, Readable};
 use crate::audit::sweep::{self, Member, SweepOptions};
 use crate::audit::{
     self, AuditError, Backup, FailOn, Input, Inspection, Judge, KmsOverride, Outcome, ScanOptions,
@@ -104,8 +104,8 @@ pub enum RunError {
     Output(#[from] std::io::Error),
     #[error("writing {}: {source}", path.display())]
     File { path: PathBuf, source: std::io::Error },
-    #[error("--assume {0} needs {1}")]
-    ModelNeeds(Model, &'static str),
+    #[error(transparent)]
+    Exposure(#[from] exposure::NeedsInput),
 }
 
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<EncryptionConfig>, ConfigError> {
@@ -196,54 +196,22 @@ pub fn keys(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
 /// credential-like object), 2 when a backup could not be read.
 pub fn exposure(out: &mut dyn Write, args: &ExposureArgs) -> Result<Outcome, RunError> {
     let configs = load_configs(&args.keys.configs)?;
-    let tokens = !args.options.k3s_tokens.is_empty();
-    match args.assume {
-        Model::BackupToken if !tokens => return Err(RunError::ModelNeeds(args.assume, "--k3s-token")),
-        m if m.has_keys() && configs.is_empty() && args.keys.kms.is_empty() => {
-            return Err(RunError::ModelNeeds(m, "-c CONFIG"))
-        }
-        _ => {}
-    }
-    // Every model the inputs can tell apart, up to the assumed one and the
-    // full keyring (so the summary can say what the config would add);
-    // KMS plugins are asked only when the assumed model reaches the KMS.
-    let models: Vec<Model> = Model::ALL
-        .into_iter()
-        .filter(|&m| match m {
-            Model::Backup => true,
-            Model::BackupToken => tokens,
-            Model::BackupKeys => !configs.is_empty(),
-            Model::BackupKeysKms => args.assume.has_kms(),
-        })
-        .collect();
+    let plan = exposure::Plan {
+        assume: args.assume,
+        configs: &configs,
+        known_keys: &args.keys.known_keys,
+        kms: &args.keys.kms,
+    };
+    let judges = plan.readings(&args.options)?;
     let extra = ["configmaps"].into_iter().chain(args.keys.resources.iter().map(String::as_str));
     let scope = Scope::new(extra, &configs);
-    let judges: Vec<(Model, Judge, ScanOptions)> = models
-        .iter()
-        .map(|&m| {
-            let granted =
-                |k: &crate::encryption::Key| m.has_keys() || args.keys.known_keys.contains(&k.secret);
-            let configs = configs.iter().map(|c| c.restricted(granted, m.has_kms())).collect();
-            let kms = if m.has_kms() { args.keys.kms.clone() } else { vec![] };
-            let judge = Judge::new(configs, kms).with_known_keys(args.keys.known_keys.clone());
-            let tokens = if m.has_token() { args.options.k3s_tokens.clone() } else { Default::default() };
-            let opts = ScanOptions {
-                history: true,
-                residue: true,
-                keep_entries: true,
-                k3s_tokens: tokens,
-                ..args.options.clone()
-            };
-            (m, judge, opts)
-        })
-        .collect();
     let audit = |item: &Item| -> Result<Vec<(Model, Readable)>, AuditError> {
         judges
             .iter()
-            .map(|(m, judge, opts)| {
-                let opts = ScanOptions { meter: item.meter.clone(), ..opts.clone() };
-                let report = audit_item(item, judge, &scope, &opts, args.input.limits)?;
-                Ok((*m, Readable::of(&report).map_err(AuditError::Spool)?))
+            .map(|r| {
+                let opts = ScanOptions { meter: item.meter.clone(), ..r.options.clone() };
+                let report = audit_item(item, &r.judge, &scope, &opts, args.input.limits)?;
+                Ok((r.model, Readable::of(&report).map_err(AuditError::Spool)?))
             })
             .collect()
     };

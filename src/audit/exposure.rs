@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::risk::{self, Rank, Risk};
-use super::{Class, Location, ScanReport, Verdict};
+use super::{Class, Judge, KmsOverride, Location, ScanOptions, ScanReport, Verdict};
+use crate::encryption::hygiene::KnownKeys;
+use crate::encryption::EncryptionConfig;
 use crate::k8s::ObjectInfo;
 
 /// What the holder of a backup has besides the file. Each model grants what
@@ -78,6 +80,73 @@ impl std::str::FromStr for Model {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Model::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| ModelError(s.into()))
+    }
+}
+
+/// The assumed model lacks what it assumes the holder has.
+#[derive(Debug, thiserror::Error)]
+#[error("--assume {model} needs {needs}")]
+pub struct NeedsInput {
+    pub model: Model,
+    pub needs: &'static str,
+}
+
+/// What the holder may have: the assumed model and every key supplied.
+pub struct Plan<'p> {
+    pub assume: Model,
+    pub configs: &'p [EncryptionConfig],
+    /// Keys known to be public: under every model.
+    pub known_keys: &'p KnownKeys,
+    /// `--kms` overrides: only under a model that reaches the KMS.
+    pub kms: &'p [KmsOverride],
+}
+
+/// One reading of every backup: a model, a judge holding only the keys that
+/// model grants, and scan options reading history and residue (and the k3s
+/// tokens only where granted).
+pub struct ModelReading {
+    pub model: Model,
+    pub judge: Judge,
+    pub options: ScanOptions,
+}
+
+impl Plan<'_> {
+    /// A reading per model the inputs can tell apart, weakest first: always
+    /// `backup`; `backup+token` with a token; `backup+keys` with a config (so
+    /// the summary can say what a leaked config adds); `backup+keys+kms` only
+    /// when assumed (a KMS is asked only then).
+    pub fn readings(&self, base: &ScanOptions) -> Result<Vec<ModelReading>, NeedsInput> {
+        let tokens = !base.k3s_tokens.is_empty();
+        let needs = |needs| Err(NeedsInput { model: self.assume, needs });
+        match self.assume {
+            Model::BackupToken if !tokens => return needs("--k3s-token"),
+            m if m.has_keys() && self.configs.is_empty() && self.kms.is_empty() => return needs("-c CONFIG"),
+            _ => {}
+        }
+        let evaluated = Model::ALL.into_iter().filter(|&m| match m {
+            Model::Backup => true,
+            Model::BackupToken => tokens,
+            Model::BackupKeys => !self.configs.is_empty(),
+            Model::BackupKeysKms => self.assume.has_kms(),
+        });
+        Ok(evaluated
+            .map(|model| {
+                let granted =
+                    |k: &crate::encryption::Key| model.has_keys() || self.known_keys.contains(&k.secret);
+                let configs = self.configs.iter().map(|c| c.restricted(granted, model.has_kms())).collect();
+                let kms = if model.has_kms() { self.kms.to_vec() } else { vec![] };
+                let judge = Judge::new(configs, kms).with_known_keys(self.known_keys.clone());
+                let k3s_tokens = if model.has_token() { base.k3s_tokens.clone() } else { Default::default() };
+                let options = ScanOptions {
+                    history: true,
+                    residue: true,
+                    keep_entries: true,
+                    k3s_tokens,
+                    ..base.clone()
+                };
+                ModelReading { model, judge, options }
+            })
+            .collect())
     }
 }
 
@@ -371,4 +440,48 @@ fn rows(model: Model, backups: &[BackupReading], evaluated: &[Model]) -> (Vec<Ex
     secrets.sort_by_key(order);
     others.sort_by_key(order);
     (secrets, others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> EncryptionConfig {
+        let text = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+                    - resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n\
+                    \x20     - name: random\n        secret: G86x0mK0/LQD+OABuJI693ByKS9q4TxcNTOb1Qq5A0g=\n\
+                    \x20     - name: docs\n        secret: c2VjcmV0IGlzIHNlY3VyZQ==\n\
+                    \x20 - kms:\n      apiVersion: v2\n      name: vault\n      endpoint: unix:///nonexistent.sock\n\
+                    \x20 - identity: {}\n";
+        EncryptionConfig::parse("c.yaml", text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn each_model_holds_only_the_keys_it_grants() {
+        let configs = [config()];
+        let known = KnownKeys::default();
+        let plan = |assume| Plan { assume, configs: &configs, known_keys: &known, kms: &[] };
+        let models = |r: &[ModelReading]| r.iter().map(|r| r.model).collect::<Vec<_>>();
+        let readings = plan(Model::Backup).readings(&ScanOptions::default()).unwrap();
+        assert_eq!(
+            models(&readings),
+            [Model::Backup, Model::BackupKeys],
+            "the config is counted, the KMS is not asked"
+        );
+        let names =
+            |r: &ModelReading| r.judge.keyring.keys().iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&readings[0]), ["docs"], "the file alone: the published key only");
+        assert_eq!(names(&readings[1]), ["random", "docs"]);
+        assert!(readings.iter().all(|r| r.judge.keyring.kms_plugins().plugins().is_empty()));
+        assert!(readings.iter().all(|r| r.options.history && r.options.residue && r.options.keep_entries));
+
+        let kms = plan(Model::BackupKeysKms).readings(&ScanOptions::default()).unwrap();
+        assert_eq!(models(&kms), [Model::Backup, Model::BackupKeys, Model::BackupKeysKms]);
+        assert_eq!(kms[2].judge.keyring.kms_plugins().plugins().len(), 1);
+
+        let err = |assume| plan(assume).readings(&ScanOptions::default()).err().map(|e| e.to_string());
+        assert_eq!(err(Model::BackupToken).as_deref(), Some("--assume backup+token needs --k3s-token"));
+        let none = Plan { assume: Model::BackupKeys, configs: &[], known_keys: &known, kms: &[] };
+        assert_eq!(none.readings(&ScanOptions::default()).err().map(|e| e.needs), Some("-c CONFIG"));
+    }
 }
