@@ -14,6 +14,7 @@ mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
 mod hygiene;
+mod image;
 mod inspect;
 mod interrupt;
 mod k3s;
