@@ -339,12 +339,6 @@ fn walk_settings<'a>(
     }
 }
 
-/// An audited backup and, when a catalog asked for it, its content id.
-struct Scanned {
-    report: ScanReport,
-    content: Option<ContentId>,
-}
-
 /// What one scan run audited and, with `--catalog`, everything the catalog
 /// holds afterwards (for the per-cluster sweep).
 type ScanRun = (Walked<ScanReport, AuditError>, Option<Vec<BackupRecord>>);
@@ -364,6 +358,10 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         let catalog = catalog.as_ref().expect("only asked with a catalog");
         !args.rescan && catalog.already_audited(&run.seen(source, origin.into())).unwrap_or(false)
     };
+    // Each backup is recorded as soon as it is audited: a sweep killed half
+    // way resumes where it stopped (the next run skips what is recorded).
+    let recorded = std::sync::atomic::AtomicUsize::new(0);
+    let record_errors = std::sync::Mutex::new(Vec::new());
     // What every report gets from its item and the policy, however it was read.
     let complete = |item: &Item, mut report: ScanReport| {
         if let Some(name) = audit::k3s::snapshot_name(&item.name) {
@@ -374,11 +372,20 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         }
         audit::cluster::check_taken_at(&mut report, item.origin.last_modified());
         report.failed_on = args.fail_on.matched(&report);
-        let content =
-            catalog.as_ref().and_then(|_| content_id(&item.payload, report.integrity.sha256_trailer));
-        Ok(Scanned { report, content })
+        let content = catalog
+            .as_ref()
+            .and_then(|c| Some((c, content_id(&item.payload, report.integrity.sha256_trailer)?)));
+        if let Some((catalog, content)) = content {
+            let record =
+                BackupRecord::from_scan(item.name.clone(), &content, (&item.origin).into(), &report, &run);
+            match catalog.record(&record) {
+                Ok(()) => _ = recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => record_errors.lock().unwrap_or_else(|e| e.into_inner()).push(e),
+            }
+        }
+        Ok(report)
     };
-    let audit = |item: &Item| -> Result<Scanned, AuditError> {
+    let audit = |item: &Item| -> Result<ScanReport, AuditError> {
         let opts = ScanOptions { meter: item.meter.clone(), ..args.options.clone() };
         let report = audit_item(item, &judge, &scope, &opts, args.input.limits)?;
         complete(item, report)
@@ -387,31 +394,18 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     let walked = walk::walk(&args.input.sources, &settings, &audit);
     let mut catalogued = None;
     if let Some(catalog) = &catalog {
-        let records: Vec<BackupRecord> = walked
-            .backups
-            .iter()
-            .filter_map(|d| {
-                let scanned = d.result.as_ref().ok()?;
-                let content = scanned.content.as_ref()?;
-                Some(BackupRecord::from_scan(
-                    d.name.clone(),
-                    content,
-                    (&d.origin).into(),
-                    &scanned.report,
-                    &run,
-                ))
-            })
-            .collect();
-        catalog.record_all(&records)?;
+        if let Some(e) = record_errors.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().next() {
+            return Err(e.into());
+        }
         let swept = walked.skipped.iter().filter(|s| s.reason == walk::SkipReason::AlreadyAudited).count();
         eprintln!(
             "etcd-audit: catalog {}: recorded {} backups, skipped {swept} already audited",
             catalog.path().display(),
-            records.len()
+            recorded.into_inner()
         );
         catalogued = Some(catalog.list()?);
     }
-    Ok((walked.map(|_, result| result.map(|s| s.report)), catalogued))
+    Ok((walked, catalogued))
 }
 
 /// One backup scanned with `judge`, however it was read (bbolt with its WAL,

@@ -271,3 +271,52 @@ fn a_second_sweep_of_one_catalog_is_refused_while_the_first_runs() {
     holder.wait().unwrap();
     assert_eq!(sweep().code, 0, "the lock went with its holder");
 }
+
+#[test]
+fn a_killed_sweep_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, tmp) = (dir.path().join("backups"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in ["alpha.db", "bravo.db"] {
+        std::fs::copy(testdata(&format!("clusters/{name}")), folder.join(name)).unwrap();
+    }
+    // Unpacking this takes seconds: the sweep is still running when the two
+    // snapshots beside it have been audited.
+    crate::interrupt::slow_tar(&folder.join("zzz-slow.tar"), 4 << 10);
+    let catalog = dir.path().join("catalog.redb");
+    let catalog_arg = format!("--catalog={}", catalog.display());
+    let config = testdata("clusters/config.yaml");
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-audit"))
+        .args(["scan", "-q", "--max-unpacked-bytes", "100G", "-c", path_str(&config), &catalog_arg])
+        .arg(&folder)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let recorded = || -> usize {
+        let r = run(&["catalog", "list", "--catalog", path_str(&catalog), "--format", "json"]);
+        if r.code != 0 {
+            return 0;
+        }
+        r.json()["backups"].as_array().map_or(0, |b| b.len())
+    };
+    // A harness guard, not a timing assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while recorded() < 2 {
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended before it was killed");
+        assert!(std::time::Instant::now() < deadline, "nothing was recorded while the sweep ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(sweep.try_wait().unwrap().is_none(), "recorded while still sweeping");
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+    std::fs::remove_file(folder.join("zzz-slow.tar")).unwrap();
+    let again = run_env(
+        &["scan", "-c", path_str(&config), &catalog_arg, path_str(&folder)],
+        &[("TMPDIR", path_str(&tmp).to_string())],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("recorded 0 backups, skipped 2 already audited"), "{}", again.stderr);
+}

@@ -12,7 +12,7 @@ use crate::util::*;
 
 /// A tar holding one file of `mib` MiB of zeros, written sparse (it takes no
 /// disk space), so unpacking it writes for a while.
-fn slow_tar(path: &Path, mib: u64) {
+pub fn slow_tar(path: &Path, mib: u64) {
     let mut header = tar::Header::new_gnu();
     header.set_path("zeros.bin").unwrap();
     header.set_size(mib << 20);
