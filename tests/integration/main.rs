@@ -13,6 +13,7 @@ mod exposure;
 mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
+mod gcs;
 mod hygiene;
 mod image;
 mod inspect;

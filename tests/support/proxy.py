@@ -17,8 +17,12 @@ import socket
 import threading
 
 
-def start(upstream_port, dropping=False):
-    """Serves on a free port of 127.0.0.1 in a thread; returns the port."""
+def start(upstream_port, dropping=False, gcs_host_style=False):
+    """Serves on a free port of 127.0.0.1 in a thread; returns the port. With
+    `gcs_host_style`, a path-style XML API request (`/BUCKET/KEY`, as
+    object_store sends it) goes upstream host-style (`Host:
+    BUCKET.storage.googleapis.com`, path `/KEY`), the form fake-gcs-server
+    answers; JSON API paths (`/storage/`, `/upload/`) pass unchanged."""
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -64,8 +68,15 @@ def start(upstream_port, dropping=False):
                 if self.command == "GET":
                     self.ranges.append([self.path, self.headers.get("Range")])
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            path, headers = self.path, dict(self.headers)
+            if gcs_host_style and not path.startswith(("/storage/", "/upload/")):
+                bucket, _, rest = path.lstrip("/").partition("/")
+                bucket, _, query = bucket.partition("?")
+                path = "/" + rest if rest else "/" + ("?" + query if query else "")
+                headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+                headers["Host"] = f"{bucket}.storage.googleapis.com"
             conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+            conn.request(self.command, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             with self.lock:
