@@ -449,27 +449,21 @@ fn with(order: &Order, i: usize) -> Order {
     o
 }
 
-/// Every object the URL names, downloaded a few at a time on threads of
-/// their own, and unwrapped there.
+/// Every object the URL names, as the listing streams in, downloaded a few at
+/// a time on threads of their own (the listing waits for them: it is never
+/// held whole), and unwrapped there.
 fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sink: &Sink) {
-    let listed = Remote::connect(url).and_then(|remote| Ok((remote.objects()?, remote)));
-    let ((mut objects, prefix), remote) = match listed {
-        Ok(listed) => listed,
+    let remote = match Remote::connect(url) {
+        Ok(remote) => remote,
         Err(e) => return sink.failed(order.clone(), name.to_string(), Origin::Other, e),
     };
-    sink.files.store(objects.len(), Ordering::Relaxed);
-    let explicit = objects.len() == 1;
-    // A prefix's objects are shared out by key; an object named is whole.
-    if prefix {
-        objects.retain(|o| sink.takes(settings.shard, o.key()));
-    }
-    let next = AtomicUsize::new(0);
+    let (tx, rx) = sync_channel::<(usize, RemoteObject, bool)>(DOWNLOADS);
+    let rx = Mutex::new(rx);
     std::thread::scope(|s| {
-        for _ in 0..DOWNLOADS.min(objects.len()) {
+        for _ in 0..DOWNLOADS {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(object) = objects.get(i) else { break };
-                let mut object = object.clone();
+                let next = lock(&rx).recv();
+                let Ok((i, mut object, explicit)) = next else { break };
                 let origin = Origin::Object(object.clone());
                 if settings.already_audited.is_some_and(|seen| seen(&object.url, &origin)) {
                     sink.skipped(object.url.clone(), SkipReason::AlreadyAudited);
@@ -487,6 +481,19 @@ fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sin
                     Err(e) => sink.failed(with(order, i), object.url.clone(), origin, e),
                 }
             });
+        }
+        let mut next = 0;
+        let listed = remote.list(|object, listed_prefix| {
+            sink.files.fetch_add(1, Ordering::Relaxed);
+            // A prefix's objects are shared out by key; an object named is whole.
+            if !listed_prefix || sink.takes(settings.shard, object.key()) {
+                let _ = tx.send((next, object, !listed_prefix));
+                next += 1;
+            }
+        });
+        drop(tx);
+        if let Err(e) = listed {
+            sink.failed(with(order, usize::MAX), name.to_string(), Origin::Other, e);
         }
     });
 }

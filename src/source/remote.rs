@@ -165,65 +165,70 @@ impl Remote {
         Ok(Remote { url: url.clone(), store, runtime })
     }
 
-    /// The object the URL names, or every object under it as a prefix; the
-    /// k3s `.metadata/` sidecars are attached to their backups, not listed.
-    /// The object the URL names, or every object under it as a prefix
-    /// (sidecars left out), by key; and whether it was listed as a prefix.
-    pub fn objects(&self) -> Result<(Vec<RemoteObject>, bool), SourceError> {
+    /// The object the URL names, or every object under it as a prefix, handed
+    /// to `each` one at a time as the listing pages arrive (in key order;
+    /// the listing is never held whole, and `each` may block to pace it),
+    /// with whether it came from a prefix listing. The k3s `.metadata/`
+    /// sidecars are attached to their backups, not handed on: a sidecar sorts
+    /// before its backup (`.` before the name), so the listing says which
+    /// exist, and only those are fetched; a name sorting before `.` gets a
+    /// direct look.
+    pub fn list(&self, mut each: impl FnMut(RemoteObject, bool)) -> Result<(), SourceError> {
         self.runtime.block_on(async {
             let key = ObjectPath::from(self.url.key.as_str());
-            let exact = if self.url.key.is_empty() || self.url.key.ends_with('/') {
-                None
-            } else {
+            if !(self.url.key.is_empty() || self.url.key.ends_with('/')) {
                 match self.store.head(&key).await {
-                    Ok(meta) => Some(vec![meta]),
-                    Err(object_store::Error::NotFound { .. }) => None,
+                    Ok(meta) => {
+                        let sidecar = self.sidecar(&sidecar_key(meta.location.as_ref())).await;
+                        each(self.object(&meta, sidecar), false);
+                        return Ok(());
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(self.error(&self.url.key, e)),
                 }
-            };
-            let listed_prefix = exact.is_none();
-            let metas = match exact {
-                Some(metas) => metas,
-                None => {
-                    let prefix = (!self.url.key.is_empty()).then_some(&key);
-                    let mut listed: Vec<_> = self.store.list(prefix).collect::<Vec<_>>().await;
-                    let metas: Result<Vec<_>, _> = listed.drain(..).collect();
-                    let metas = metas.map_err(|e| self.error(&self.url.key, e))?;
-                    if metas.is_empty() {
-                        return Err(SourceError::Remote {
-                            url: self.url.with_key(&self.url.key),
-                            reason: "no such object, and no objects under it as a prefix".into(),
-                        });
-                    }
-                    metas
+            }
+            let prefix = (!self.url.key.is_empty()).then_some(&key);
+            let mut stream = self.store.list(prefix);
+            let mut sidecars = std::collections::HashSet::new();
+            let mut listed = 0usize;
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(|e| self.error(&self.url.key, e))?;
+                let key = meta.location.as_ref();
+                listed += 1;
+                if key.contains(".metadata/") {
+                    sidecars.insert(key.to_string());
+                    continue;
                 }
-            };
-            // A listing shows which sidecars exist: ask only for those (one
-            // request per object would be 10,000 requests for a big prefix).
-            let sidecars: std::collections::HashSet<&str> =
-                metas.iter().map(|m| m.location.as_ref()).filter(|k| k.contains(".metadata/")).collect();
-            let mut objects = Vec::new();
-            for meta in metas.iter().filter(|m| !m.location.as_ref().contains(".metadata/")) {
-                let key = meta.location.as_ref().to_string();
-                let sidecar_key = sidecar_key(&key);
-                let sidecar = if listed_prefix && !sidecars.contains(sidecar_key.as_str()) {
-                    None
-                } else {
+                let sidecar_key = sidecar_key(key);
+                let name_first = key.rsplit('/').next().and_then(|n| n.bytes().next()).unwrap_or(b'.');
+                let sidecar = if sidecars.remove(&sidecar_key) || name_first < b'.' {
                     self.sidecar(&sidecar_key).await
+                } else {
+                    None
                 };
-                objects.push(RemoteObject {
-                    url: self.url.with_key(&key),
-                    size: meta.size,
-                    e_tag: meta.e_tag.clone(),
-                    last_modified: meta.last_modified.to_rfc3339(),
-                    user_metadata: BTreeMap::new(),
-                    sidecar,
-                    key,
+                each(self.object(&meta, sidecar), true);
+            }
+            if listed == 0 {
+                return Err(SourceError::Remote {
+                    url: self.url.with_key(&self.url.key),
+                    reason: "no such object, and no objects under it as a prefix".into(),
                 });
             }
-            objects.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok((objects, listed_prefix))
+            Ok(())
         })
+    }
+
+    fn object(&self, meta: &object_store::ObjectMeta, sidecar: Option<serde_json::Value>) -> RemoteObject {
+        let key = meta.location.as_ref().to_string();
+        RemoteObject {
+            url: self.url.with_key(&key),
+            size: meta.size,
+            e_tag: meta.e_tag.clone(),
+            last_modified: meta.last_modified.to_rfc3339(),
+            user_metadata: BTreeMap::new(),
+            sidecar,
+            key,
+        }
     }
 
     /// Downloads one object into an unlinked temporary file and maps it.
