@@ -344,6 +344,14 @@ pub enum CatalogCli {
         #[arg(long, value_name = "DURATION", conflicts_with = "source", value_parser = parse_duration)]
         older_than: Option<Duration>,
     },
+    /// Every record and source as JSON lines (etcd-audit.catalog-export/v1), to move or merge catalogs.
+    Export,
+    /// Read an export into the catalog (created when missing): records merge by content, the
+    /// later sighting of a source wins; the catalogs of shards merge into the fleet's.
+    Import {
+        /// The export file; `-` reads stdin.
+        file: PathBuf,
+    },
 }
 
 impl From<CatalogCli> for CatalogQuery {
@@ -354,6 +362,8 @@ impl From<CatalogCli> for CatalogQuery {
             CatalogCli::Needs { source } => CatalogQuery::Needs(source),
             CatalogCli::Forget { older_than: Some(age), .. } => CatalogQuery::ForgetOlderThan(age),
             CatalogCli::Forget { source, .. } => CatalogQuery::ForgetSource(source.unwrap_or_default()),
+            CatalogCli::Export => CatalogQuery::Export,
+            CatalogCli::Import { file } => CatalogQuery::Import(file),
         }
     }
 }

@@ -241,6 +241,10 @@ pub enum CatalogQuery {
     Needs(String),
     ForgetSource(String),
     ForgetOlderThan(std::time::Duration),
+    /// Every record and sighting, as JSON lines (to move or merge catalogs).
+    Export,
+    /// An export read into the catalog (created when missing): `-` is stdin.
+    Import(PathBuf),
 }
 
 /// `catalog …` on an existing catalog (never created by a query): `can-retire`
@@ -252,6 +256,21 @@ pub fn catalog(
     query: CatalogQuery,
     format: Format,
 ) -> Result<Outcome, RunError> {
+    if let CatalogQuery::Import(file) = &query {
+        let catalog = Catalog::open(catalog_path(path)?)?;
+        let moved = match file.as_os_str() == "-" {
+            true => catalog.import(std::io::stdin().lock())?,
+            false => {
+                let f = std::fs::File::open(file)
+                    .map_err(|source| RunError::File { path: file.clone(), source })?;
+                catalog.import(std::io::BufReader::new(f))?
+            }
+        };
+        return finish(
+            report::catalog::render(out, &Answer::Import { imported: moved }, format),
+            Outcome::Clean,
+        );
+    }
     let catalog = Catalog::open_existing(catalog_path(path)?)?;
     let (answer, outcome) = match query {
         CatalogQuery::List { cluster } => {
@@ -280,6 +299,11 @@ pub fn catalog(
         CatalogQuery::ForgetOlderThan(age) => {
             (Answer::Forget { forgotten: catalog.forget_older_than(age)? }, Outcome::Clean)
         }
+        CatalogQuery::Export => {
+            catalog.export(out)?;
+            return Ok(Outcome::Clean);
+        }
+        CatalogQuery::Import(_) => unreachable!("imported above"),
     };
     finish(report::catalog::render(out, &answer, format), outcome)
 }

@@ -232,9 +232,10 @@ def catalog():
     return document("catalog", {
         "backups": arr(ref("record")), "key": S, "source": S, "keys": arr(ref("needed")),
         "forgotten": obj({"backups": I, "sources": I}),
+        "imported": obj({"backups": I, "sources": I}),
     }, {"__own__": {"record": record_, "needed": needed}}, required=["schema", "tool_version"],
         description="catalog: list and can-retire give backups (can-retire also the key), needs gives a "
-                    "source's keys, forget the counts removed.")
+                    "source's keys, forget the counts removed, import the records and newer sources taken in.")
 
 
 def main():

@@ -115,6 +115,16 @@ pub struct SweepLock {
     _file: std::fs::File,
 }
 
+/// The format name of [`Catalog::export`]'s header line.
+pub const EXPORT_FORMAT: &str = "etcd-audit.catalog-export/v1";
+
+/// What an export wrote or an import took in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Moved {
+    pub backups: usize,
+    pub sources: usize,
+}
+
 /// How much a forget removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Forgotten {
@@ -278,6 +288,67 @@ impl Catalog {
         self.read(|t| match t.sighting(&seen.source)? {
             Some(s) if s.matches(seen) => Ok(t.backup(&s.sha256)?.is_some()),
             _ => Ok(false),
+        })
+    }
+
+    /// Writes every record and every source's sighting as JSON lines (after
+    /// a header line naming the format): what [`Catalog::import`] reads, into
+    /// this or another catalog.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<Moved, CatalogError> {
+        let (backups, sightings) = self.read(|t| Ok((t.backups()?, t.sightings()?)))?;
+        let io = |source| CatalogError::Io { path: "the export".into(), source };
+        let header = serde_json::json!({"format": EXPORT_FORMAT, "schema_version": SCHEMA_VERSION});
+        writeln!(out, "{header}").map_err(io)?;
+        for r in &backups {
+            writeln!(out, "{}", serde_json::json!({ "backup": r })).map_err(io)?;
+        }
+        for (source, s) in &sightings {
+            writeln!(out, "{}", serde_json::json!({ "source": source, "sighting": s })).map_err(io)?;
+        }
+        Ok(Moved { backups: backups.len(), sources: sightings.len() })
+    }
+
+    /// Reads an export into this catalog, in one transaction: records merge
+    /// by content (their sources joined, the later audit's fields kept), a
+    /// source's sighting is taken when it is later than this catalog's.
+    /// Merging the catalogs of several shards gives the fleet's.
+    pub fn import(&self, input: impl std::io::BufRead) -> Result<Moved, CatalogError> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Line {
+            Header { format: String, schema_version: u64 },
+            Backup { backup: BackupRecord },
+            Source { source: String, sighting: Sighting },
+        }
+        let bad = |n: usize, why: String| CatalogError::Invalid(format!("import line {n}: {why}"));
+        let mut lines = Vec::new();
+        for (i, line) in input.lines().enumerate() {
+            let line = line.map_err(|source| CatalogError::Io { path: "the import".into(), source })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            lines.push((i + 1, serde_json::from_str::<Line>(&line).map_err(|e| bad(i + 1, e.to_string()))?));
+        }
+        match lines.first() {
+            Some((_, Line::Header { format, schema_version }))
+                if format == EXPORT_FORMAT && (MIGRATES_FROM..=SCHEMA_VERSION).contains(schema_version) => {}
+            _ => return Err(bad(1, format!("not an {EXPORT_FORMAT} export of a supported schema"))),
+        }
+        self.write(|t| {
+            let mut moved = Moved::default();
+            for (n, line) in lines.into_iter().skip(1) {
+                match line {
+                    Line::Backup { backup } => {
+                        t.import_backup(backup)?;
+                        moved.backups += 1;
+                    }
+                    Line::Source { source, sighting } => {
+                        moved.sources += usize::from(t.import_sighting(&source, sighting)?);
+                    }
+                    Line::Header { .. } => return Err(bad(n, "a second header".into())),
+                }
+            }
+            Ok(moved)
         })
     }
 
@@ -521,6 +592,10 @@ impl Reader<'_> {
     fn backups(&self) -> Result<Vec<BackupRecord>, CatalogError> {
         all(self.path, self.backups.as_ref())
     }
+
+    fn sightings(&self) -> Result<Vec<(String, Sighting)>, CatalogError> {
+        rows(self.path, self.sources.as_ref())
+    }
 }
 
 struct Writer<'c, 't> {
@@ -530,10 +605,6 @@ struct Writer<'c, 't> {
 }
 
 impl Writer<'_, '_> {
-    fn err(&self) -> impl Fn(redb::StorageError) -> CatalogError + '_ {
-        storage_err(self.path)
-    }
-
     fn remove_source(&mut self, source: &str) -> Result<bool, CatalogError> {
         Ok(self.sources.remove(source).map_err(storage_err(self.path))?.is_some())
     }
@@ -555,12 +626,30 @@ impl Writer<'_, '_> {
     }
 
     fn sightings(&self) -> Result<Vec<(String, Sighting)>, CatalogError> {
-        let mut out = Vec::new();
-        for row in self.sources.iter().map_err(self.err())? {
-            let (k, v) = row.map_err(self.err())?;
-            out.push((k.value().to_string(), decode(self.path, k.value(), v.value())?));
+        rows(self.path, Some(&self.sources))
+    }
+
+    /// A record from another catalog: its sources join those this one has.
+    fn import_backup(&mut self, mut r: BackupRecord) -> Result<(), CatalogError> {
+        validate(&r)?;
+        r.sha256.make_ascii_lowercase();
+        if let Some(mine) = self.backup(&r.sha256)? {
+            let newer = if mine.audited_at > r.audited_at { mine.clone() } else { r.clone() };
+            let mut sources: Vec<String> = mine.sources.into_iter().chain(r.sources).collect();
+            sources.sort();
+            sources.dedup();
+            r = BackupRecord { sources, ..newer };
         }
-        Ok(out)
+        self.put_backup(&r)
+    }
+
+    /// A sighting from another catalog, unless this one saw the source later.
+    fn import_sighting(&mut self, source: &str, s: Sighting) -> Result<bool, CatalogError> {
+        if self.sighting(source)?.is_some_and(|mine| mine.audited_at >= s.audited_at) {
+            return Ok(false);
+        }
+        self.sources.insert(source, encode(&s).as_slice()).map_err(storage_err(self.path))?;
+        Ok(true)
     }
 
     fn put_backup(&mut self, r: &BackupRecord) -> Result<(), CatalogError> {
@@ -647,13 +736,22 @@ fn all<R>(catalog: &Catalog, table: Option<&R>) -> Result<Vec<BackupRecord>, Cat
 where
     R: ReadableTable<&'static str, &'static [u8]>,
 {
+    Ok(rows(catalog, table)?.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Every row of a table, decoded, with its key.
+fn rows<T, R>(catalog: &Catalog, table: Option<&R>) -> Result<Vec<(String, T)>, CatalogError>
+where
+    T: serde::de::DeserializeOwned,
+    R: ReadableTable<&'static str, &'static [u8]>,
+{
     let Some(table) = table else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for row in table.iter().map_err(|e| catalog.db_err(e))? {
         let (k, v) = row.map_err(|e| catalog.db_err(e))?;
-        out.push(decode(catalog, k.value(), v.value())?);
+        out.push((k.value().to_string(), decode(catalog, k.value(), v.value())?));
     }
     Ok(out)
 }

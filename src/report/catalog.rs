@@ -17,6 +17,7 @@ pub enum Answer {
     CanRetire { key: String, backups: Vec<BackupRecord> },
     Needs { source: String, keys: Vec<NeededKey> },
     Forget { forgotten: Forgotten },
+    Import { imported: crate::catalog::Moved },
 }
 
 #[derive(Serialize)]
@@ -66,6 +67,10 @@ pub fn render(out: &mut dyn std::io::Write, answer: &Answer, format: Format) -> 
         }
         Answer::Forget { forgotten } => {
             let _ = writeln!(text, "forgot {} backups ({} sources)", forgotten.backups, forgotten.sources);
+        }
+        Answer::Import { imported } => {
+            let _ =
+                writeln!(text, "imported {} backups, {} newer sources", imported.backups, imported.sources);
         }
     }
     out.write_all(text.as_bytes())

@@ -320,3 +320,79 @@ fn a_killed_sweep_resumes_where_it_stopped() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("recorded 0 backups, skipped 2 already audited"), "{}", again.stderr);
 }
+
+#[test]
+fn shard_catalogs_merge_into_the_fleets_by_export_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, config) = (testdata("clusters"), testdata("clusters/config.yaml"));
+    let cat = |name: &str| dir.path().join(name);
+    let sweep = |catalog: &std::path::Path, extra: &[&str]| {
+        let arg = format!("--catalog={}", catalog.display());
+        let mut args = vec!["scan", path_str(&folder), "-c", path_str(&config), arg.as_str(), "-q"];
+        args.extend(extra);
+        let r = run(&args);
+        assert!(r.code <= 1, "{}", r.stderr);
+    };
+    sweep(&cat("full.redb"), &[]);
+    sweep(&cat("shard0.redb"), &["--shard", "0/2"]);
+    sweep(&cat("shard1.redb"), &["--shard", "1/2"]);
+    let merged = cat("merged.redb");
+    for shard in ["shard0.redb", "shard1.redb", "shard1.redb"] {
+        let export =
+            run(&["catalog", "export", "--catalog", path_str(&cat(shard)), "-o", path_str(&cat("x.jsonl"))]);
+        assert_eq!(export.code, 0, "{}", export.stderr);
+        let first = std::fs::read_to_string(cat("x.jsonl")).unwrap();
+        assert!(first.starts_with("{\"format\":\"etcd-audit.catalog-export/v1\""), "{first}");
+        let import = run(&["catalog", "import", path_str(&cat("x.jsonl")), "--catalog", path_str(&merged)]);
+        assert_eq!(import.code, 0, "{}", import.stderr);
+    }
+    let listed = |c: &std::path::Path| -> Vec<Value> {
+        let r = run(&["catalog", "list", "--catalog", path_str(c), "--format", "json"]);
+        let mut rows: Vec<Value> = r.json()["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                serde_json::json!([
+                    b["source"],
+                    b["sha256"],
+                    b["sources"],
+                    b["keys"],
+                    b["cluster_uid"],
+                    b["taken_at"]
+                ])
+            })
+            .collect();
+        rows.sort_by_key(|v| v.to_string());
+        rows
+    };
+    assert_eq!(listed(&merged), listed(&cat("full.redb")), "the shards' catalogs merged are the fleet's");
+    let retire = |c: &std::path::Path| {
+        let r =
+            run(&["catalog", "can-retire", "aescbc:shared", "--catalog", path_str(c), "--format", "json"]);
+        assert_eq!(r.code, 1);
+        let mut sources: Vec<String> = r.json()["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["source"].as_str().unwrap().to_string())
+            .collect();
+        sources.sort();
+        sources
+    };
+    assert_eq!(retire(&merged), retire(&cat("full.redb")));
+    // A sweep against the merged catalog skips everything.
+    let again = run(&[
+        "scan",
+        path_str(&folder),
+        "-c",
+        path_str(&config),
+        &format!("--catalog={}", merged.display()),
+    ]);
+    assert!(again.stderr.contains("recorded 0 backups, skipped 5 already audited"), "{}", again.stderr);
+
+    std::fs::write(cat("bad.jsonl"), "{\"backup\": 1}\n").unwrap();
+    let bad = run(&["catalog", "import", path_str(&cat("bad.jsonl")), "--catalog", path_str(&merged)]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("import line 1"), "{}", bad.stderr);
+}

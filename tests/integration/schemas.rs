@@ -76,6 +76,9 @@ fn every_document_matches_its_published_schema() {
     ]);
     assert!(r.code <= 1, "{}", r.stderr);
     let cat = path_str(&catalog).to_string();
+    let export = dir.path().join("export.jsonl");
+    assert_eq!(run(&["catalog", "export", "--catalog", &cat, "-o", path_str(&export)]).code, 0);
+    let merged = path_str(&dir.path().join("merged.redb")).to_string();
     let (scan_db, forensics, config, old) = (
         td("etcd35-scan.snapshot.db"),
         td("etcd35-forensics-datadir"),
@@ -175,6 +178,10 @@ fn every_document_matches_its_published_schema() {
         (
             "catalog",
             args(&["catalog", "forget", "--older-than", "1000d", "--catalog", &cat, "--format", "json"]),
+        ),
+        (
+            "catalog",
+            args(&["catalog", "import", path_str(&export), "--catalog", &merged, "--format", "json"]),
         ),
         (
             "exposure",
