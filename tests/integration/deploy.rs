@@ -108,3 +108,69 @@ fn the_cronjob_arguments_run_with_this_binary() {
         std::fs::read_to_string(written("/var/lib/node-exporter/textfile", "etcd_audit.prom")).unwrap();
     assert!(metrics.contains("etcd_audit_backups{cluster=\"11111111-1111-4111-8111-111111111111\""));
 }
+
+#[test]
+fn the_indexed_job_shards_a_bucket_and_its_catalogs_merge_into_the_fleets() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(deploy().join("indexed-job.yaml")).unwrap();
+    let job: Value = serde_norway::from_str(text.split("\n---\n").next().unwrap()).unwrap();
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    let completions = job["spec"]["completions"].as_u64().unwrap();
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> =
+        c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let shards_at = args.iter().position(|a| a == "--shards").unwrap();
+    assert_eq!(args[shards_at + 1], completions.to_string(), "--shards matches completions");
+    let results = dir.path().join("results");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::copy(testdata("clusters/config.yaml"), config.join("encryption-config.yaml")).unwrap();
+    let mut audited = Vec::new();
+    for index in 0..completions {
+        // What the kubelet does: $(JOB_COMPLETION_INDEX) expanded, the volumes mounted.
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                let a = a.replace("$(JOB_COMPLETION_INDEX)", &index.to_string());
+                if a.starts_with("s3://") {
+                    return path_str(&testdata("clusters")).to_string();
+                }
+                a.replace("/var/lib/etcd-audit", path_str(&results))
+                    .replace("/etc/etcd-audit", path_str(&config))
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env = [("JOB_COMPLETION_INDEX", index.to_string()), ("TMPDIR", path_str(dir.path()).to_string())];
+        let r = run_env(&args, &env);
+        assert!(r.code <= 1, "shard {index}: {}", r.stderr);
+        let report = std::fs::read_to_string(results.join(format!("report-{index}.json"))).unwrap();
+        let doc: Value = serde_json::from_str(&report).unwrap();
+        audited.extend(
+            doc["backups"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap().to_string()),
+        );
+        let metrics =
+            std::fs::read_to_string(results.join(format!("etcd_audit_shard_{index}.prom"))).unwrap();
+        assert!(metrics.contains(&format!("shard=\"{index}/{completions}\"")));
+    }
+    audited.sort();
+    assert_eq!(audited.len(), 5, "every backup once: {audited:?}");
+    audited.dedup();
+    assert_eq!(audited.len(), 5);
+    // The shards' catalogs merged: the fleet's, as deploy/README.md does it.
+    let fleet = path_str(&results.join("fleet.redb")).to_string();
+    for index in 0..completions {
+        let catalog = results.join(format!("catalog-{index}.redb"));
+        if !catalog.exists() {
+            continue;
+        }
+        let export = results.join(format!("shard-{index}.jsonl"));
+        assert_eq!(
+            run(&["catalog", "export", "--catalog", path_str(&catalog), "-o", path_str(&export)]).code,
+            0
+        );
+        assert_eq!(run(&["catalog", "import", path_str(&export), "--catalog", &fleet]).code, 0);
+    }
+    let list = run(&["catalog", "list", "--catalog", &fleet, "--format", "json"]);
+    assert_eq!(list.json()["backups"].as_array().unwrap().len(), 5);
+}
