@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etcd_audit::audit::exposure::Model;
+use etcd_audit::audit::sweep::SweepOptions;
 use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
 use etcd_audit::catalog::{parse_duration, KeyRef};
 use etcd_audit::container::Limits;
@@ -346,6 +347,20 @@ pub enum CatalogCli {
     },
     /// Every record and source as JSON lines (etcd-audit.catalog-export/v1), to move or merge catalogs.
     Export,
+    /// The per-cluster sweep over everything the catalog holds (the fleet's view after merging
+    /// shards): gaps, ages, versions, shared and overdue keys; exit 1 on a --fail-on match.
+    Clusters {
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expect_every: Option<Duration>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: Option<Duration>,
+        #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = parse_duration)]
+        rotate_every: Duration,
+        #[arg(long, value_name = "RFC3339", value_parser = etcd_audit::time::parse_rfc3339)]
+        now: Option<i64>,
+        #[arg(long, default_value = FAIL_ON_DEFAULT)]
+        fail_on: FailOn,
+    },
     /// Read an export into the catalog (created when missing): records merge by content, the
     /// later sighting of a source wins; the catalogs of shards merge into the fleet's.
     Import {
@@ -363,6 +378,18 @@ impl From<CatalogCli> for CatalogQuery {
             CatalogCli::Forget { older_than: Some(age), .. } => CatalogQuery::ForgetOlderThan(age),
             CatalogCli::Forget { source, .. } => CatalogQuery::ForgetSource(source.unwrap_or_default()),
             CatalogCli::Export => CatalogQuery::Export,
+            CatalogCli::Clusters { expect_every, max_age, rotate_every, now, fail_on } => {
+                CatalogQuery::Clusters {
+                    sweep: SweepOptions {
+                        expect_every,
+                        max_age,
+                        now,
+                        rotate_every: Some(rotate_every),
+                        partial: false,
+                    },
+                    fail_on,
+                }
+            }
             CatalogCli::Import { file } => CatalogQuery::Import(file),
         }
     }

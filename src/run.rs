@@ -141,7 +141,16 @@ pub fn scan(out: &mut dyn Write, args: &ScanArgs) -> Result<Outcome, RunError> {
         max_age: args.options.max_age,
         now: args.options.now,
         rotate_every: Some(args.rotate_every),
+        partial: args.input.shard.is_some(),
     };
+    if let Some(shard) =
+        args.input.shard.filter(|_| args.expect_every.is_some() || args.options.max_age.is_some())
+    {
+        eprintln!(
+            "etcd-audit: shard {shard}: gaps and the age of each cluster's newest backup need every backup: \
+             read them from the merged catalog (etcd-audit catalog clusters)"
+        );
+    }
     let audited: Vec<Member> = walked
         .backups
         .iter()
@@ -243,6 +252,12 @@ pub enum CatalogQuery {
     ForgetOlderThan(std::time::Duration),
     /// Every record and sighting, as JSON lines (to move or merge catalogs).
     Export,
+    /// The per-cluster sweep over every record (the fleet's view), with the
+    /// policy its findings are checked against.
+    Clusters {
+        sweep: SweepOptions,
+        fail_on: FailOn,
+    },
     /// An export read into the catalog (created when missing): `-` is stdin.
     Import(PathBuf),
 }
@@ -302,6 +317,15 @@ pub fn catalog(
         CatalogQuery::Export => {
             catalog.export(out)?;
             return Ok(Outcome::Clean);
+        }
+        CatalogQuery::Clusters { sweep, fail_on } => {
+            let members = catalog.list()?.iter().map(catalog::member_of).collect::<Vec<_>>();
+            let mut clusters = sweep::group(members, None, &sweep);
+            for c in &mut clusters {
+                c.failed_on = fail_on.matched_findings(&c.findings);
+            }
+            let failed = clusters.iter().any(|c| !c.failed_on.is_empty());
+            (Answer::Clusters { clusters }, if failed { Outcome::Findings } else { Outcome::Clean })
         }
         CatalogQuery::Import(_) => unreachable!("imported above"),
     };

@@ -85,6 +85,14 @@ DEFS = {
     }, required=["api_version", "kind", "name", "namespace"]),
 }
 
+DATED = obj({"source": S, "taken_at": S})
+DEFS["cluster"] = obj({
+    "uid": opt(S), "kubernetes_versions": arr(S), "backups": arr(S), "newest": opt(DATED),
+    "oldest": opt(DATED),
+    "keys": arr(obj({"key": S, "fingerprint": opt(S), "write_key": B, "first_seen": opt(S), "last_seen": opt(S)})),
+    "findings": arr(ref("finding")), "failed_on": arr(S),
+})
+
 VERDICT = {
     "key": S, "resource": S, "namespace": opt(S), "name": S,
     "class": opt({"enum": CLASSES}), "provider": opt(PROVIDER), "kms_api": KMS_API, "key_name": opt(S), "key_id": S,
@@ -117,7 +125,6 @@ def document(name, props, defs, required=None, description=""):
 
 
 def scan():
-    dated = obj({"source": S, "taken_at": S})
     own = {
         "entry": record({"mod_revision": I}, ["mod_revision"]),
         "history": record({"mod_revision": I, "create_revision": I, "version": I, "deleted": B, "tombstone": B},
@@ -162,17 +169,11 @@ def scan():
             })),
             "failed_on": arr(S),
         }, required=["source", "error"]),
-        "cluster": obj({
-            "uid": opt(S), "kubernetes_versions": arr(S), "backups": arr(S), "newest": opt(dated),
-            "oldest": opt(dated),
-            "keys": arr(obj({"key": S, "fingerprint": opt(S), "write_key": B, "first_seen": opt(S),
-                             "last_seen": opt(S)})),
-            "findings": arr(ref("finding")), "failed_on": arr(S),
-        }),
     }
     return document("scan", {
         "backups": arr(ref("backup")), "clusters": arr(ref("cluster")), "skipped": arr(ref("skipped")),
-    }, dict.fromkeys(["summary", "finding", "skipped", "integrity", "object", "key_use", "object_info"]) | {
+    }, dict.fromkeys(["summary", "finding", "skipped", "integrity", "object", "key_use", "object_info",
+                      "cluster"]) | {
         "__own__": own}, description="scan: per backup, integrity, etcd facts, verdict counts, keys, entries "
                                      "(and history, residue, WAL with --history/--residue/a data dir), findings; "
                                      "per cluster, the sweep.")
@@ -233,7 +234,9 @@ def catalog():
         "backups": arr(ref("record")), "key": S, "source": S, "keys": arr(ref("needed")),
         "forgotten": obj({"backups": I, "sources": I}),
         "imported": obj({"backups": I, "sources": I}),
-    }, {"__own__": {"record": record_, "needed": needed}}, required=["schema", "tool_version"],
+        "clusters": arr(ref("cluster")),
+    }, dict.fromkeys(["cluster", "finding"]) | {"__own__": {"record": record_, "needed": needed}},
+        required=["schema", "tool_version"],
         description="catalog: list and can-retire give backups (can-retire also the key), needs gives a "
                     "source's keys, forget the counts removed, import the records and newer sources taken in.")
 

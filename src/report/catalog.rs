@@ -18,6 +18,7 @@ pub enum Answer {
     Needs { source: String, keys: Vec<NeededKey> },
     Forget { forgotten: Forgotten },
     Import { imported: crate::catalog::Moved },
+    Clusters { clusters: Vec<crate::audit::sweep::ClusterGroup> },
 }
 
 #[derive(Serialize)]
@@ -68,6 +69,7 @@ pub fn render(out: &mut dyn std::io::Write, answer: &Answer, format: Format) -> 
         Answer::Forget { forgotten } => {
             let _ = writeln!(text, "forgot {} backups ({} sources)", forgotten.backups, forgotten.sources);
         }
+        Answer::Clusters { clusters } => text.push_str(&super::scan::clusters_table(clusters)),
         Answer::Import { imported } => {
             let _ =
                 writeln!(text, "imported {} backups, {} newer sources", imported.backups, imported.sources);

@@ -86,7 +86,7 @@ pub fn render(
     }
 }
 
-fn clusters_table(clusters: &[ClusterGroup]) -> String {
+pub(super) fn clusters_table(clusters: &[ClusterGroup]) -> String {
     let mut out = String::new();
     for c in clusters {
         let versions = if c.kubernetes_versions.is_empty() {

@@ -173,4 +173,27 @@ fn the_indexed_job_shards_a_bucket_and_its_catalogs_merge_into_the_fleets() {
     }
     let list = run(&["catalog", "list", "--catalog", &fleet, "--format", "json"]);
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 5);
+    // The fleet's view: the east cluster's 2 h 10 min gap, which no shard alone may report.
+    let clusters = run(&[
+        "catalog",
+        "clusters",
+        "--catalog",
+        &fleet,
+        "--expect-every",
+        "1h",
+        "--fail-on",
+        "age",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(clusters.code, 1, "{}", clusters.stderr);
+    let doc = clusters.json();
+    let east = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["uid"] == "11111111-1111-4111-8111-111111111111")
+        .unwrap();
+    assert_eq!(east["failed_on"], serde_json::json!(["backup-gap"]));
+    assert_eq!(east["backups"].as_array().unwrap().len(), 3);
 }

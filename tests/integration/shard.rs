@@ -134,3 +134,22 @@ fn an_s3_prefix_is_split_by_object_key() {
     }
     assert_eq!(union, all);
 }
+
+#[test]
+fn a_shard_reports_no_gaps_it_cannot_see() {
+    let folder = path_str(&testdata("clusters")).to_string();
+    let whole = scan(&[&folder, "--expect-every", "1h"], &[]).json();
+    let gap = |doc: &Value| {
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["findings"].as_array().unwrap().iter().any(|f| f["code"] == "backup-gap"))
+    };
+    assert!(gap(&whole), "the whole sweep sees the east cluster's gap");
+    for shard in ["0/2", "1/2"] {
+        let r = scan(&[&folder, "--expect-every", "1h", "--shard", shard], &[]);
+        assert!(!gap(&r.json()), "shard {shard} sees only part of each cluster");
+        assert!(r.stderr.contains("catalog clusters"), "{}", r.stderr);
+    }
+}
