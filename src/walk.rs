@@ -693,6 +693,20 @@ mod tests {
     }
 
     #[test]
+    fn shards_parse_and_split_every_key_to_exactly_one() {
+        let shard = |s: &str| s.parse::<Shard>().ok();
+        assert_eq!(shard("1/4"), Some(Shard { index: 1, count: 4 }));
+        assert_eq!(shard(" 0 / 2 "), Some(Shard { index: 0, count: 2 }));
+        for bad in ["4/4", "0/0", "1", "-1/2", "a/b", "1/2/3"] {
+            assert_eq!(shard(bad), None, "{bad}");
+        }
+        for key in ["a", "k3s/etcd-snapshot-1", "", "ü/ß"] {
+            let owners = (0..5).filter(|&index| Shard { index, count: 5 }.takes(key)).count();
+            assert_eq!(owners, 1, "{key:?}");
+        }
+    }
+
+    #[test]
     fn an_empty_folder_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let walked = names(&[dir.path().to_str().unwrap()]);
