@@ -137,9 +137,8 @@ pub struct ScanCli {
     /// s3:// gs:// az:// URLs (object or prefix/), or live etcd://host:port / etcds://host:port.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
-    /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the provider order).
-    #[arg(short = 'c', long = "encryption-config")]
-    configs: Vec<PathBuf>,
+    #[command(flatten)]
+    keys: KeyCli,
     /// Report format (`keys`: table or json): sarif is SARIF 2.1.0 for GitHub code scanning,
     /// junit is JUnit XML for CI dashboards, html one self-contained page.
     #[arg(long, value_enum, default_value = "table")]
@@ -161,18 +160,12 @@ pub struct ScanCli {
     /// Comma-separated findings that make the exit code 1.
     #[arg(long, default_value = FAIL_ON_DEFAULT)]
     fail_on: FailOn,
-    /// Resources to judge besides secrets: `configmaps`, `deployments.apps`, `*.apps`, `*.`, `*.*`.
-    #[arg(long, value_delimiter = ',')]
-    resources: Vec<String>,
     /// The kube-apiserver --etcd-prefix (default: detected, /registry or /kubernetes.io).
     #[arg(long)]
     etcd_prefix: Option<String>,
     /// Also judge every older revision still in MVCC history.
     #[arg(long)]
     history: bool,
-    /// KMS plugin endpoint for a provider name, replacing the config's (repeatable).
-    #[arg(long = "kms", value_name = "NAME=unix:///path")]
-    kms: Vec<KmsOverride>,
     /// Also carve revisions from pages the tree no longer reaches (free pages).
     #[arg(long)]
     residue: bool,
@@ -192,8 +185,6 @@ pub struct ScanCli {
     /// token itself in ETCD_AUDIT_K3S_TOKEN. Never on the command line.
     #[arg(long = "k3s-token", value_name = "FILE")]
     k3s_tokens: Vec<PathBuf>,
-    #[command(flatten)]
-    known: KnownKeysCli,
     /// A backup taken longer ago than this (e.g. 26h, 7d) is `backup-too-old`; its time comes
     /// from the newest Lease renewal in it (`taken_at`).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -223,27 +214,19 @@ pub struct ExposureCli {
     /// k3s/RKE2 server token), `backup+keys` (and the -c configs), `backup+keys+kms` (and the KMS).
     #[arg(long, value_name = "MODEL", default_value = "backup")]
     assume: Model,
-    /// EncryptionConfiguration file (repeatable): its keys count under backup+keys, and its
-    /// published (docs) keys under every model.
-    #[arg(short = 'c', long = "encryption-config")]
-    configs: Vec<PathBuf>,
+    /// The configs' keys count under backup+keys, their published (docs) keys under every
+    /// model; ConfigMaps are always read; the KMS is asked only under backup+keys+kms.
+    #[command(flatten)]
+    keys: KeyCli,
     #[arg(long, value_enum, default_value = "table")]
     format: ExposureFormatArg,
-    /// Resources to read besides Secrets and ConfigMaps.
-    #[arg(long, value_delimiter = ',')]
-    resources: Vec<String>,
     /// The kube-apiserver --etcd-prefix (default: detected, /registry or /kubernetes.io).
     #[arg(long)]
     etcd_prefix: Option<String>,
-    /// KMS plugin endpoint for a provider name (asked only under backup+keys+kms).
-    #[arg(long = "kms", value_name = "NAME=unix:///path")]
-    kms: Vec<KmsOverride>,
     /// A k3s/RKE2 server token file (`-` reads stdin; or ETCD_AUDIT_K3S_TOKEN): counts under
     /// backup+token and above.
     #[arg(long = "k3s-token", value_name = "FILE")]
     k3s_tokens: Vec<PathBuf>,
-    #[command(flatten)]
-    known: KnownKeysCli,
     #[command(flatten)]
     reading: ReadingCli,
 }
@@ -260,12 +243,7 @@ impl ExposureCli {
     pub fn into_args(self) -> Result<ExposureArgs, ArgsError> {
         let k3s_tokens = load_tokens(&self.k3s_tokens)?;
         Ok(ExposureArgs {
-            keys: KeyArgs {
-                known_keys: self.known.load()?,
-                configs: self.configs,
-                resources: self.resources,
-                kms: self.kms,
-            },
+            keys: self.keys.into_args()?,
             input: self.reading.into_args(self.sources)?,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
@@ -473,6 +451,34 @@ impl ReadingCli {
     }
 }
 
+/// The keys values are judged with, and which values (scan, keys, exposure).
+#[derive(Args)]
+pub struct KeyCli {
+    /// EncryptionConfiguration file; repeat for several control-plane nodes (the first gives the
+    /// provider order).
+    #[arg(short = 'c', long = "encryption-config")]
+    configs: Vec<PathBuf>,
+    /// Resources to judge besides secrets: `configmaps`, `deployments.apps`, `*.apps`, `*.`, `*.*`.
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// KMS plugin endpoint for a provider name, replacing the config's (repeatable).
+    #[arg(long = "kms", value_name = "NAME=unix:///path")]
+    kms: Vec<KmsOverride>,
+    #[command(flatten)]
+    known: KnownKeysCli,
+}
+
+impl KeyCli {
+    fn into_args(self) -> Result<KeyArgs, ArgsError> {
+        Ok(KeyArgs {
+            known_keys: self.known.load()?,
+            configs: self.configs,
+            resources: self.resources,
+            kms: self.kms,
+        })
+    }
+}
+
 #[derive(Args)]
 pub struct KnownKeysCli {
     /// More keys to treat as public (`public-key`): one base64 key or `sha256:<64 hex>` of the
@@ -571,12 +577,7 @@ impl ScanCli {
         };
         let k3s_tokens = load_tokens(&self.k3s_tokens)?;
         Ok(ScanArgs {
-            keys: KeyArgs {
-                known_keys: self.known.load()?,
-                configs: self.configs,
-                resources: self.resources,
-                kms: self.kms,
-            },
+            keys: self.keys.into_args()?,
             input: self.reading.into_args(self.sources)?,
             options: ScanOptions {
                 etcd_prefix: self.etcd_prefix,
