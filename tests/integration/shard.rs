@@ -153,3 +153,23 @@ fn a_shard_reports_no_gaps_it_cannot_see() {
         assert!(r.stderr.contains("catalog clusters"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn a_prefix_longer_than_one_listing_page_streams_and_shards() {
+    let s3 = SupportServer::start("s3_server.py", &["many"]);
+    let env = s3.s3_env("endpoint");
+    let prefix = "s3://backups/many/";
+    let count =
+        |doc: &Value| (doc["backups"].as_array().unwrap().len(), doc["skipped"].as_array().unwrap().len());
+    let r = scan(&[prefix], &env);
+    let doc = r.json();
+    assert_eq!(count(&doc), (1, 1100), "every key of both listing pages, once: {}", r.stderr);
+    assert_eq!(doc["backups"][0]["source"], "s3://backups/many/zz-snapshot.db", "after the first page");
+    let (mut backups, mut skipped) = (0, 0);
+    for shard in ["0/3", "1/3", "2/3"] {
+        let (b, s) = count(&scan(&[prefix, "--shard", shard], &env).json());
+        backups += b;
+        skipped += s;
+    }
+    assert_eq!((backups, skipped), (1, 1100), "the shards together cover both pages once");
+}

@@ -7,7 +7,7 @@ records every request's method and drops the connection half-way through the
 first download of each large object, so resumed downloads are exercised. Prints one JSON line with the ports and
 credentials, then serves until stdin closes.
 
-    python3 tests/support/s3_server.py <testdata dir> [open|auth]
+    python3 tests/support/s3_server.py <testdata dir> [open|auth|many]
 
 `auth` enforces signatures and IAM keys (moto lists no objects in that mode:
 its ListObjectsV2 signature check is broken, for boto3 too), so the object
@@ -82,6 +82,13 @@ def main():
                       Metadata=meta)
         s3.put_object(Bucket="backups", Key=f"{prefix}/.metadata/etcd-snapshot-server-1-1795900000.zip",
                       Body=json.dumps({"team": "platform"}).encode())
+
+    if sys.argv[2:] == ["many"]:
+        # A prefix longer than one listing page (1,000 keys): 1,100 small files that are no
+        # backups, and one snapshot listed last.
+        for i in range(1100):
+            s3.put_object(Bucket="backups", Key=f"many/note-{i:04d}.txt", Body=b"not a backup %d" % i)
+        s3.put_object(Bucket="backups", Key="many/zz-snapshot.db", Body=snapshot)
 
     proxy_port = proxy.start(port, dropping=True)
 
