@@ -34,22 +34,7 @@ fn google_cloud_storage_sources() {
     assert_eq!(&b["summary"], local_summary);
     assert_eq!(b["object"]["size"], 49184);
 
-    let doc = scan(&env, &["gs://backups/k3s/"]).json();
-    let sources: Vec<&str> =
-        doc["backups"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap()).collect();
-    assert_eq!(
-        sources,
-        [
-            "gs://backups/k3s/etcd-snapshot-node-1-1795800000.zip",
-            "gs://backups/k3s/etcd-snapshot-node-2-1795800100"
-        ]
-    );
-    let zip = &doc["backups"][0];
-    assert_eq!(zip["container"], serde_json::json!(["zip", "etcd-snapshot"]));
-    assert_eq!(zip["object"]["user_metadata"]["k3s-node-name"], "node-1");
-    assert_eq!(zip["object"]["sidecar"]["team"], "platform");
-    assert_eq!(&zip["summary"], local_summary);
-    assert_eq!(doc["skipped"][0]["path"], "gs://backups/k3s/README.txt");
+    crate::s3::assert_k3s_prefix(&scan(&env, &["gs://backups/k3s/"]).json(), "gs", local_summary);
 
     let r = scan(&env, &["gs://backups/nope.db"]);
     assert_eq!(r.code, 2);

@@ -22,6 +22,22 @@ fn scan(env: &[(&str, String)], args: &[&str]) -> Run {
     run_env(&all, env)
 }
 
+/// The `k3s/` prefix every object-storage fixture server holds: two backups
+/// (the zip with its user metadata and sidecar), the README skipped, the
+/// sidecar not audited itself.
+pub fn assert_k3s_prefix(doc: &Value, scheme: &str, local_summary: &Value) {
+    let sources: Vec<&str> =
+        doc["backups"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap()).collect();
+    let url = |key: &str| format!("{scheme}://backups/k3s/{key}");
+    assert_eq!(sources, [url("etcd-snapshot-node-1-1795800000.zip"), url("etcd-snapshot-node-2-1795800100")]);
+    let zip = &doc["backups"][0];
+    assert_eq!(zip["container"], serde_json::json!(["zip", "etcd-snapshot"]));
+    assert_eq!(zip["object"]["user_metadata"]["k3s-node-name"], "node-1");
+    assert_eq!(zip["object"]["sidecar"]["team"], "platform");
+    assert_eq!(&zip["summary"], local_summary);
+    assert_eq!(doc["skipped"][0]["path"], url("README.txt"));
+}
+
 #[test]
 fn object_storage_sources() {
     let s3 = start_s3("open");
@@ -39,22 +55,7 @@ fn object_storage_sources() {
 
     // A prefix: every object below, one backup each, the k3s sidecar and user
     // metadata attached, the README skipped, the sidecar not audited itself.
-    let doc = scan(&env, &["s3://backups/k3s/"]).json();
-    let sources: Vec<&str> =
-        doc["backups"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap()).collect();
-    assert_eq!(
-        sources,
-        [
-            "s3://backups/k3s/etcd-snapshot-node-1-1795800000.zip",
-            "s3://backups/k3s/etcd-snapshot-node-2-1795800100"
-        ]
-    );
-    let zip = &doc["backups"][0];
-    assert_eq!(zip["container"], serde_json::json!(["zip", "etcd-snapshot"]));
-    assert_eq!(zip["object"]["user_metadata"]["k3s-node-name"], "node-1");
-    assert_eq!(zip["object"]["sidecar"]["team"], "platform");
-    assert_eq!(&zip["summary"], local_summary);
-    assert_eq!(doc["skipped"][0]["path"], "s3://backups/k3s/README.txt");
+    assert_k3s_prefix(&scan(&env, &["s3://backups/k3s/"]).json(), "s3", local_summary);
 
     // Missing key and missing bucket: exit 2 with the URL and the server's reason.
     let r = scan(&env, &["s3://backups/nope.db"]);
