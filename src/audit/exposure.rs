@@ -368,16 +368,18 @@ impl Exposure {
             backups.iter().flat_map(|b| b.models.iter().map(|(m, _)| *m)).collect();
         evaluated.sort();
         evaluated.dedup();
-        let rows = |model: Model| rows(model, backups, &evaluated);
-        let models = evaluated
-            .iter()
-            .map(|&model| {
-                let (secrets, others) = rows(model);
-                let critical = secrets.iter().filter(|r| r.rank.risk == Risk::Critical).count();
-                ModelCount { model, secrets: secrets.len(), critical, others: others.len() }
-            })
-            .collect();
-        let (secrets, others) = rows(assume);
+        // Every model's rows are counted; the assumed model's are also kept.
+        let mut listed = (Vec::new(), Vec::new());
+        let mut models = Vec::new();
+        for &model in &evaluated {
+            let (secrets, others) = rows(model, backups, &evaluated);
+            let critical = secrets.iter().filter(|r| r.rank.risk == Risk::Critical).count();
+            models.push(ModelCount { model, secrets: secrets.len(), critical, others: others.len() });
+            if model == assume {
+                listed = (secrets, others);
+            }
+        }
+        let (secrets, others) = listed;
         let seen: BTreeSet<&String> =
             backups.iter().filter_map(|b| b.under(assume)).flat_map(|r| &r.secrets_seen).collect();
         let secrets_unreadable = seen.len().saturating_sub(secrets.len());
