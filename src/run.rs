@@ -13,7 +13,9 @@ use crate::audit::{
     self, AuditError, Backup, FailOn, Input, Inspection, Judge, KmsOverride, Outcome, ScanOptions,
     ScanReport, Scope,
 };
-use crate::catalog::{self, AuditRun, BackupRecord, Catalog, CatalogError, ContentId, KeyRef};
+use crate::catalog::{
+    self, AuditRun, BackupRecord, Catalog, CatalogError, Claim, ContentId, KeyRef, Location, Worker,
+};
 use crate::container::{self, gardener, Limits, Trailer};
 use crate::encryption::hygiene::KnownKeys;
 use crate::encryption::{ConfigError, EncryptionConfig};
@@ -24,7 +26,7 @@ use crate::report::sarif::SarifOptions;
 use crate::report::scan::ScanFormat;
 use crate::report::{self, keys::Pairing, Entry, Format};
 use crate::source::live::LiveOptions;
-use crate::walk::{self, Item, LiveMode, Payload, Walk, Walked};
+use crate::walk::{self, Item, LiveMode, Payload, SkipReason, Walk, Walked};
 
 /// Where backups come from and how they are read (every command that reads backups).
 pub struct SourceArgs {
@@ -67,10 +69,13 @@ pub struct ScanArgs {
     pub sarif: SarifOptions,
     /// `--metrics-file PATH` (and `--metrics-per-backup`).
     pub metrics: Option<MetricsFile>,
-    /// `--catalog[=PATH]`: record every audited backup; skip what it already holds.
-    pub catalog: Option<PathBuf>,
+    /// `--catalog[=PATH|URL]`: record every audited backup; skip what it
+    /// already holds (or, in a database, what another worker is auditing).
+    pub catalog: Option<Location>,
     /// `--rescan`: audit again what the catalog already holds.
     pub rescan: bool,
+    /// `--claim-lease`: how long a database claim outlives this worker.
+    pub claim_lease: std::time::Duration,
 }
 
 /// Where Prometheus metrics of a scan go.
@@ -267,12 +272,12 @@ pub enum CatalogQuery {
 /// never audited.
 pub fn catalog(
     out: &mut dyn Write,
-    path: Option<PathBuf>,
+    at: Option<Location>,
     query: CatalogQuery,
     format: Format,
 ) -> Result<Outcome, RunError> {
     if let CatalogQuery::Import(file) = &query {
-        let catalog = Catalog::open(catalog_path(path)?)?;
+        let catalog = Catalog::open(catalog_location(at)?)?;
         let moved = match file.as_os_str() == "-" {
             true => catalog.import(std::io::stdin().lock())?,
             false => {
@@ -286,7 +291,7 @@ pub fn catalog(
             Outcome::Clean,
         );
     }
-    let catalog = Catalog::open_existing(catalog_path(path)?)?;
+    let catalog = Catalog::open_existing(catalog_location(at)?)?;
     let (answer, outcome) = match query {
         CatalogQuery::List { cluster } => {
             let backups = catalog.list()?.into_iter().filter(|r| of_cluster(r, &cluster)).collect();
@@ -304,7 +309,7 @@ pub fn catalog(
         CatalogQuery::Needs(source) => match catalog.needs(&source)? {
             Some(keys) => (Answer::Needs { source, keys }, Outcome::Clean),
             None => {
-                let catalog = catalog.path().display().to_string();
+                let catalog = catalog.location().to_string();
                 return Err(RunError::NotInCatalog { name: source, catalog });
             }
         },
@@ -337,9 +342,9 @@ fn of_cluster(record: &BackupRecord, cluster: &Option<String>) -> bool {
     cluster.as_ref().is_none_or(|uid| record.cluster_uid.as_ref() == Some(uid))
 }
 
-/// The catalog file: the one given, else the default location.
-pub fn catalog_path(path: Option<PathBuf>) -> Result<PathBuf, CatalogError> {
-    path.map_or_else(Catalog::default_path, Ok)
+/// The catalog: the one given, else `ETCD_AUDIT_CATALOG_URL`, else the default file.
+pub fn catalog_location(at: Option<Location>) -> Result<Location, CatalogError> {
+    at.map_or_else(Location::default_location, Ok)
 }
 
 /// `configs`: exit 1 on a read-breaking difference or a critical or high
@@ -372,7 +377,7 @@ fn finish(written: std::io::Result<()>, outcome: Outcome) -> Result<Outcome, Run
 
 fn walk_settings<'a>(
     args: &'a SourceArgs,
-    already_audited: Option<&'a walk::AlreadyAudited<'a>>,
+    pass_over: Option<&'a walk::PassOver<'a>>,
     salvage: bool,
 ) -> Walk<'a> {
     Walk {
@@ -381,7 +386,7 @@ fn walk_settings<'a>(
         live_mode: args.live_mode,
         live: &args.live,
         progress: &args.progress,
-        already_audited,
+        pass_over,
         salvage,
         shard: args.shard,
     }
@@ -396,20 +401,41 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     let scope = Scope::new(args.keys.resources.iter().map(String::as_str), &configs);
     let judge = Judge::new(configs, args.keys.kms.clone()).with_known_keys(args.keys.known_keys.clone());
     let catalog = match &args.catalog {
-        Some(path) => Some(Catalog::open(path)?),
+        Some(at) => Some(Catalog::open_as(at.clone(), Worker::this_process(args.claim_lease))?),
         None => None,
     };
-    // One sweep of a catalog at a time, until this run has recorded what it audited.
-    let _sweeping = catalog.as_ref().map(Catalog::sweep_lock).transpose()?;
+    // A file: one sweep at a time, until this run has recorded what it
+    // audited. A database: this worker's claims, renewed while it runs.
+    let _sweeping = catalog.as_ref().map(Catalog::start_sweep).transpose()?;
     let run = AuditRun::now(catalog::keyring_of(&judge));
-    let seen = |source: &str, origin: &walk::Origin| {
+    let catalog_errors = std::sync::Mutex::new(Vec::new());
+    let failed = |e: CatalogError| catalog_errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    // What the catalog holds is passed over; in a database, so is what
+    // another worker claimed, and a claim taken is checked once more (its
+    // last holder may have recorded it just before).
+    let pass_over = |source: &str, origin: &walk::Origin| {
         let catalog = catalog.as_ref().expect("only asked with a catalog");
-        !args.rescan && catalog.already_audited(&run.seen(source, origin.into())).unwrap_or(false)
+        let seen = run.seen(source, origin.into());
+        let audited = || !args.rescan && catalog.already_audited(&seen).unwrap_or(false);
+        if audited() {
+            return Some(SkipReason::AlreadyAudited);
+        }
+        match catalog.claim(source) {
+            Ok(Claim::Taken) if audited() => {
+                catalog.release(source).unwrap_or_else(failed);
+                Some(SkipReason::AlreadyAudited)
+            }
+            Ok(Claim::HeldBy { .. }) => Some(SkipReason::ClaimedElsewhere),
+            Ok(Claim::Taken | Claim::Unclaimed) => None,
+            Err(e) => {
+                failed(e);
+                None
+            }
+        }
     };
     // Each backup is recorded as soon as it is audited: a sweep killed half
     // way resumes where it stopped (the next run skips what is recorded).
     let recorded = std::sync::atomic::AtomicUsize::new(0);
-    let record_errors = std::sync::Mutex::new(Vec::new());
     // What every report gets from its item and the policy, however it was read.
     let complete = |item: &Item, mut report: ScanReport| {
         if let Some(name) = audit::k3s::snapshot_name(&item.name) {
@@ -428,7 +454,7 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
                 BackupRecord::from_scan(item.name.clone(), &content, (&item.origin).into(), &report, &run);
             match catalog.record(&record) {
                 Ok(()) => _ = recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                Err(e) => record_errors.lock().unwrap_or_else(|e| e.into_inner()).push(e),
+                Err(e) => failed(e),
             }
         }
         Ok(report)
@@ -438,18 +464,24 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
         let report = audit_item(item, &judge, &scope, &opts, args.input.limits)?;
         complete(item, report)
     };
-    let settings = walk_settings(&args.input, catalog.is_some().then_some(&seen as _), args.options.salvage);
+    let settings =
+        walk_settings(&args.input, catalog.is_some().then_some(&pass_over as _), args.options.salvage);
     let walked = walk::walk(&args.input.sources, &settings, &audit);
     let mut catalogued = None;
     if let Some(catalog) = &catalog {
-        if let Some(e) = record_errors.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().next() {
+        if let Some(e) = catalog_errors.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().next() {
             return Err(e.into());
         }
-        let swept = walked.skipped.iter().filter(|s| s.reason == walk::SkipReason::AlreadyAudited).count();
+        let passed = |reason| walked.skipped.iter().filter(|s| s.reason == reason).count();
+        let claimed = match passed(SkipReason::ClaimedElsewhere) {
+            0 => String::new(),
+            n => format!(", {n} being audited by other workers"),
+        };
         eprintln!(
-            "etcd-audit: catalog {}: recorded {} backups, skipped {swept} already audited",
-            catalog.path().display(),
-            recorded.into_inner()
+            "etcd-audit: catalog {}: recorded {} backups, skipped {} already audited{claimed}",
+            catalog.location(),
+            recorded.into_inner(),
+            passed(SkipReason::AlreadyAudited),
         );
         catalogued = Some(catalog.list()?);
     }

@@ -55,6 +55,8 @@ pub enum SkipReason {
     NotABackup,
     /// The catalog already holds it, audited with the same keys and tool version.
     AlreadyAudited,
+    /// Another worker sharing the catalog is auditing it now (its claim).
+    ClaimedElsewhere,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -63,6 +65,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NotABackup => ContainerError::Unrecognized.fmt(f),
             SkipReason::AlreadyAudited => f.write_str(
                 "already audited with these keys and this tool version (--rescan audits it again)",
+            ),
+            SkipReason::ClaimedElsewhere => f.write_str(
+                "being audited by another worker sharing the catalog (the next sweep takes it if that one dies)",
             ),
         }
     }
@@ -160,8 +165,9 @@ pub struct Item {
     pub meter: Meter,
 }
 
-/// Says whether the catalog already holds a file or object (by name and origin).
-pub type AlreadyAudited<'a> = dyn Fn(&str, &Origin) -> bool + Sync + 'a;
+/// Says why a file or object (by name and origin) is passed over: the
+/// catalog holds it already, or another worker is auditing it; `None`: read it.
+pub type PassOver<'a> = dyn Fn(&str, &Origin) -> Option<SkipReason> + Sync + 'a;
 
 /// The walk's settings.
 pub struct Walk<'w> {
@@ -171,9 +177,10 @@ pub struct Walk<'w> {
     pub live_mode: LiveMode,
     pub live: &'w LiveOptions,
     pub progress: &'w Progress,
-    /// Passes over what the catalog already holds: called with the name and
-    /// origin of each local file and object before it is read or downloaded.
-    pub already_audited: Option<&'w AlreadyAudited<'w>>,
+    /// Passes over what the catalog already holds (or another worker is
+    /// auditing): called with the name and origin of each local file and
+    /// object before it is read or downloaded.
+    pub pass_over: Option<&'w PassOver<'w>>,
     /// `--salvage`: a file the user named that no container recognises (its
     /// first page destroyed) is handed on as a database to carve.
     pub salvage: bool,
@@ -242,7 +249,7 @@ impl<T, E> Walked<T, E> {
     /// other shards (nothing to do is then no failure).
     pub fn nothing_to_do(&self) -> bool {
         self.backups.is_empty()
-            && (self.other_shards > 0 || self.skipped.iter().any(|s| s.reason == SkipReason::AlreadyAudited))
+            && (self.other_shards > 0 || self.skipped.iter().any(|s| s.reason != SkipReason::NotABackup))
     }
 
     /// The same walk with each result turned by `f`.
@@ -364,7 +371,7 @@ struct Sink<'s> {
     tx: &'s SyncSender<Event>,
     yielded: AtomicUsize,
     files: AtomicUsize,
-    already_audited: AtomicUsize,
+    passed_over: AtomicUsize,
     other_shards: AtomicUsize,
 }
 
@@ -374,7 +381,7 @@ impl<'s> Sink<'s> {
             tx,
             yielded: AtomicUsize::new(0),
             files: AtomicUsize::new(0),
-            already_audited: AtomicUsize::new(0),
+            passed_over: AtomicUsize::new(0),
             other_shards: AtomicUsize::new(0),
         }
     }
@@ -400,8 +407,8 @@ impl<'s> Sink<'s> {
     }
 
     fn skipped(&self, path: String, reason: SkipReason) {
-        if reason == SkipReason::AlreadyAudited {
-            self.already_audited.fetch_add(1, Ordering::Relaxed);
+        if reason != SkipReason::NotABackup {
+            self.passed_over.fetch_add(1, Ordering::Relaxed);
         }
         let _ = self.tx.send(Event::Skipped(Skipped { path, reason }));
     }
@@ -431,7 +438,7 @@ fn visit_source(order: Order, name: &str, settings: &Walk, tx: &SyncSender<Event
             Err(e) => sink.failed(order.clone(), name.to_string(), Origin::Other, e),
         }
     }
-    let left = sink.already_audited.load(Ordering::Relaxed) + sink.other_shards.load(Ordering::Relaxed);
+    let left = sink.passed_over.load(Ordering::Relaxed) + sink.other_shards.load(Ordering::Relaxed);
     if sink.yielded.load(Ordering::Relaxed) == 0 && left == 0 {
         let files = sink.files.load(Ordering::Relaxed);
         sink.failed(
@@ -465,8 +472,8 @@ fn visit_remote(order: &Order, name: &str, url: &ObjectUrl, settings: &Walk, sin
                 let next = lock(&rx).recv();
                 let Ok((i, mut object, explicit)) = next else { break };
                 let origin = Origin::Object(object.clone());
-                if settings.already_audited.is_some_and(|seen| seen(&object.url, &origin)) {
-                    sink.skipped(object.url.clone(), SkipReason::AlreadyAudited);
+                if let Some(reason) = settings.pass_over.and_then(|pass| pass(&object.url, &origin)) {
+                    sink.skipped(object.url.clone(), reason);
                     continue;
                 }
                 let bar = settings.progress.download(&object.url, object.size);
@@ -576,8 +583,10 @@ fn visit_found(order: Order, found: &Found, local: &Local, budget: Budget, setti
                     std::fs::metadata(path).map_or(Origin::Other, |m| Origin::File(m, local_sidecar(path)))
                 }
             };
-            if local.archive.is_none() && settings.already_audited.is_some_and(|seen| seen(&name, &origin)) {
-                return sink.skipped(name, SkipReason::AlreadyAudited);
+            if let Some(reason) =
+                settings.pass_over.filter(|_| local.archive.is_none()).and_then(|pass| pass(&name, &origin))
+            {
+                return sink.skipped(name, reason);
             }
             match Blob::open(path) {
                 Ok(blob) => {
@@ -684,7 +693,7 @@ mod tests {
             live_mode: LiveMode::Snapshot,
             live: &live,
             progress: &progress,
-            already_audited: None,
+            pass_over: None,
             salvage: false,
             shard: None,
         };

@@ -1,32 +1,16 @@
-//! The catalog: a redb file remembering every audited backup and the keys
-//! each one needs, so that "may this old key be deleted yet?" has an answer
-//! across a whole bucket of backups.
+//! The catalog: every audited backup and the keys each one needs, so that
+//! "may this old key be deleted yet?" has an answer across a whole bucket of
+//! backups, or a whole fleet of them.
 //!
-//! Layout (schema version [`SCHEMA_VERSION`]; version 1 files are read as they
-//! are and migrated by the first write, see [`MIGRATES_FROM`]):
-//! - `meta`: `&str → u64`, holds `schema_version`.
-//! - `backups`: `&str → &[u8]`, content SHA-256 (hex) → JSON [`BackupRecord`].
-//! - `sources`: `&str → &[u8]`, source → JSON sighting (the content it held,
-//!   its ETag/mtime, keyring and tool version): what incremental sweeps ask.
-//!
-//! A record lives as long as some source holds its content: when a source
-//! is forgotten, or re-recorded with other content, a record no source holds
-//! any more is removed.
-//!
-//! Concurrency: redb locks the whole file while a `Database` is open, so every
-//! operation opens the file, runs one transaction and closes it again. An open
-//! that finds the file locked is retried with backoff for up to
-//! [`DEFAULT_LOCK_TIMEOUT`] before [`CatalogError::Locked`]. Commits are
-//! durable and atomic: a writer killed mid-transaction leaves the last
-//! committed state, repaired on the next open.
-//!
-//! A sweep (`scan --catalog`) audits for minutes and records at the end, so
-//! two sweeps of one catalog would audit the same objects twice: a sweep
-//! holds [`SweepLock`] (an advisory `flock` on `<catalog>.sweep.lock`) for its
-//! whole run, and a second one is refused at once, naming the first. The
-//! kernel drops the lock when its process ends, however it ends.
+//! Two stores hold the same records: a redb file (the default, [`file`]) and
+//! PostgreSQL (`postgres://…`, [`postgres`]) for shard workers recording at
+//! once. What the records mean (merging by content, sources moving between
+//! contents, forgetting) is written once, in [`tables`], over both.
 
+mod file;
+mod postgres;
 mod record;
+mod tables;
 
 /// A catalogued backup as a member of the per-cluster sweep.
 pub fn member_of(r: &BackupRecord) -> crate::audit::sweep::Member {
@@ -50,33 +34,26 @@ pub fn member_of(r: &BackupRecord) -> crate::audit::sweep::Member {
 }
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use redb::{
-    Builder, Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, Table,
-    TableDefinition, TableError, TableHandle, WriteTransaction,
-};
-
+pub use file::{SweepLock, DEFAULT_LOCK_TIMEOUT};
+pub use postgres::{ClaimKeeper, Worker};
 use record::Sighting;
 pub use record::{
     keyring_fingerprint, keyring_of, now_unix, AuditRun, BackupRecord, ContentId, NeededKey, Origin, SeenKey,
 };
+use tables::{ReadTables, WriteTables};
 
-/// The schema this build reads and writes.
+/// The schema of the records this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 2;
 /// The oldest schema this release reads as it is and migrates on its next
 /// write: version 1 lacks the cluster UID, Kubernetes version, `taken_at`
 /// and each key's `write_key` (they read as `null`/`false`).
 pub const MIGRATES_FROM: u64 = 1;
-/// How long an operation waits for another process to release the file.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const BACKUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("backups");
-const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
-const SCHEMA_KEY: &str = "schema_version";
-const CACHE_BYTES: usize = 8 << 20;
+/// Where a bare `--catalog` (and `catalog …` without one) points when set:
+/// a file path or a `postgres://` URL.
+pub const LOCATION_ENV: &str = "ETCD_AUDIT_CATALOG_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -96,6 +73,10 @@ pub enum CatalogError {
     NotACatalog { path: String },
     #[error("catalog {path}: {source}")]
     Db { path: String, source: Box<redb::Error> },
+    #[error("catalog {path}: {}", postgres_message(source))]
+    Postgres { path: String, source: Box<::postgres::Error> },
+    #[error("catalog {path}: TLS: {why}")]
+    Tls { path: String, why: String },
     #[error("catalog {path}: record {key} is unreadable: {source}")]
     BadRecord { path: String, key: String, source: serde_json::Error },
     #[error("catalog {path}: {source}")]
@@ -110,9 +91,12 @@ pub enum CatalogError {
     Invalid(String),
 }
 
-/// Held while a sweep runs (see the module notes); released on drop.
-pub struct SweepLock {
-    _file: std::fs::File,
+/// A PostgreSQL error with the server's message (the driver's own says only "db error").
+fn postgres_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// The format name of [`Catalog::export`]'s header line.
@@ -134,14 +118,76 @@ pub struct Forgotten {
     pub sources: usize,
 }
 
-/// A handle on one catalog file. Holds no lock between operations; one
-/// handle may be shared between threads (they take turns).
+/// Whether this worker may audit an object now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// It is this worker's until recorded (or its lease runs out).
+    Taken,
+    /// Another live worker is auditing it; its claim lasts until `until`
+    /// (RFC 3339) unless renewed.
+    HeldBy { worker: String, until: String },
+    /// The store has no claims (a file catalog: one sweep at a time).
+    Unclaimed,
+}
+
+/// Where a catalog is: a redb file or a PostgreSQL database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://` and `postgresql://` URLs are databases; anything else a file.
+    pub fn parse(s: &str) -> Location {
+        match s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            true => Location::Postgres(s.to_string()),
+            false => Location::File(PathBuf::from(s)),
+        }
+    }
+
+    /// [`LOCATION_ENV`] when set, else [`Catalog::default_path`].
+    pub fn default_location() -> Result<Location, CatalogError> {
+        match std::env::var(LOCATION_ENV) {
+            Ok(at) if !at.is_empty() => Ok(Location::parse(&at)),
+            _ => Catalog::default_path().map(Location::File),
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Location {
+        Location::File(p)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Location {
+        Location::File(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(p: &PathBuf) -> Location {
+        Location::File(p.clone())
+    }
+}
+
+enum Store {
+    File(file::FileStore),
+    Postgres(Arc<postgres::PgStore>),
+}
+
+/// A handle on one catalog. One handle may be shared between threads.
 pub struct Catalog {
-    path: PathBuf,
-    lock_timeout: Duration,
-    /// Queries open an existing file only; sweeps create it.
-    create: bool,
-    turn: Mutex<()>,
+    store: Store,
+}
+
+/// A sweep's hold on its catalog: the file's lock, or the renewal of a
+/// PostgreSQL worker's claims. Released on drop.
+pub enum Sweeping {
+    Locked(SweepLock),
+    Claiming(ClaimKeeper),
 }
 
 impl Catalog {
@@ -157,75 +203,106 @@ impl Catalog {
         Ok(base.join("etcd-audit").join("catalog.redb"))
     }
 
-    /// Opens (creating it and its parent directories if needed) the catalog
-    /// at `path`, checking its schema version.
-    pub fn open(path: impl AsRef<Path>) -> Result<Catalog, CatalogError> {
-        Catalog::open_with_lock_timeout(path, DEFAULT_LOCK_TIMEOUT)
+    /// Opens the catalog for a sweep, creating it (a file and its parent
+    /// directories, or the tables of a database) or migrating it if needed.
+    pub fn open(at: impl Into<Location>) -> Result<Catalog, CatalogError> {
+        Catalog::open_as(at, Worker::this_process(Worker::DEFAULT_LEASE))
     }
 
-    /// [`Catalog::open`] waiting at most `lock_timeout` for the file, in this
+    /// [`Catalog::open`] as `worker` (its id and lease name its claims in a database).
+    pub fn open_as(at: impl Into<Location>, worker: Worker) -> Result<Catalog, CatalogError> {
+        let store = match at.into() {
+            Location::File(path) => Store::File(file::FileStore::open(&path, DEFAULT_LOCK_TIMEOUT)?),
+            Location::Postgres(url) => {
+                Store::Postgres(Arc::new(postgres::PgStore::open(&url, true, worker)?))
+            }
+        };
+        Ok(Catalog { store })
+    }
+
+    /// A file catalog waiting at most `lock_timeout` for the file, in this
     /// and every later operation.
     pub fn open_with_lock_timeout(
         path: impl AsRef<Path>,
         lock_timeout: Duration,
     ) -> Result<Catalog, CatalogError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| CatalogError::Io { path: parent.display().to_string(), source })?;
-        }
-        let catalog = Catalog { path, lock_timeout, create: true, turn: Mutex::new(()) };
-        catalog.write(|_| Ok(()))?;
-        Ok(catalog)
+        Ok(Catalog { store: Store::File(file::FileStore::open(path.as_ref(), lock_timeout)?) })
     }
 
-    /// Opens the catalog at `path` for queries: never creates a file or a
-    /// folder, and a path with no catalog is an error (a mistyped path must
-    /// not answer "no backup needs this key").
-    pub fn open_existing(path: impl AsRef<Path>) -> Result<Catalog, CatalogError> {
-        let path = path.as_ref().to_path_buf();
-        if !path.is_file() {
-            return Err(CatalogError::Missing { path: path.display().to_string() });
-        }
-        Ok(Catalog { path, lock_timeout: DEFAULT_LOCK_TIMEOUT, create: false, turn: Mutex::new(()) })
+    /// Opens the catalog for queries: never creates (or migrates) anything,
+    /// and a location with no catalog is an error (a mistyped path must not
+    /// answer "no backup needs this key").
+    pub fn open_existing(at: impl Into<Location>) -> Result<Catalog, CatalogError> {
+        let store = match at.into() {
+            Location::File(path) => Store::File(file::FileStore::open_existing(&path)?),
+            Location::Postgres(url) => Store::Postgres(Arc::new(postgres::PgStore::open(
+                &url,
+                false,
+                Worker::this_process(Worker::DEFAULT_LEASE),
+            )?)),
+        };
+        Ok(Catalog { store })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file of a file catalog.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.store {
+            Store::File(f) => Some(f.path()),
+            Store::Postgres(_) => None,
+        }
     }
 
-    /// Takes the sweep lock of this catalog, or says who holds it.
-    pub fn sweep_lock(&self) -> Result<SweepLock, CatalogError> {
-        let mut lock_path = self.path.clone().into_os_string();
-        lock_path.push(".sweep.lock");
-        let lock_path = PathBuf::from(lock_path);
-        let io = |source| CatalogError::Io { path: lock_path.display().to_string(), source };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0
-        {
-            let mut holder = String::new();
-            let _ = std::io::Read::read_to_string(&mut file, &mut holder);
-            let holder = match holder.trim() {
-                "" => "unknown process".to_string(),
-                h => h.to_string(),
-            };
-            return Err(CatalogError::SweepRunning { path: self.path.display().to_string(), holder });
+    /// The catalog as messages name it (a database URL without its password).
+    pub fn location(&self) -> &str {
+        match &self.store {
+            Store::File(f) => f.shown(),
+            Store::Postgres(p) => p.shown(),
         }
-        let me = format!(
-            "pid {} since {}",
-            std::process::id(),
-            crate::time::rfc3339(crate::time::now_or(None).max(0) as u64)
-        );
-        file.set_len(0).map_err(io)?;
-        std::io::Write::write_all(&mut file, me.as_bytes()).map_err(io)?;
-        Ok(SweepLock { _file: file })
+    }
+
+    /// What a sweep holds while it runs: a file's sweep lock (a second sweep
+    /// is refused, naming the first), or a database worker's claim renewals.
+    pub fn start_sweep(&self) -> Result<Sweeping, CatalogError> {
+        match &self.store {
+            Store::File(f) => f.sweep_lock().map(Sweeping::Locked),
+            Store::Postgres(p) => Ok(Sweeping::Claiming(p.keep_claims())),
+        }
+    }
+
+    /// Claims `source` for this worker before it is read (see [`Claim`]).
+    pub fn claim(&self, source: &str) -> Result<Claim, CatalogError> {
+        match &self.store {
+            Store::File(_) => Ok(Claim::Unclaimed),
+            Store::Postgres(p) => p.claim(source),
+        }
+    }
+
+    /// Ends this worker's claim on `source` without recording it.
+    pub fn release(&self, source: &str) -> Result<(), CatalogError> {
+        match &self.store {
+            Store::File(_) => Ok(()),
+            Store::Postgres(p) => p.release(source),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ReadTables) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        match &self.store {
+            Store::File(s) => s.read(f),
+            Store::Postgres(s) => s.read(f),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn WriteTables) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        match &self.store {
+            Store::File(s) => s.write(f),
+            Store::Postgres(s) => s.write(f),
+        }
     }
 
     /// Records one audited backup (see [`Catalog::record_all`]).
@@ -240,12 +317,7 @@ impl Catalog {
         for r in records {
             validate(r)?;
         }
-        self.write(|t| {
-            for r in records {
-                t.record(r)?;
-            }
-            Ok(())
-        })
+        self.write(|t| records.iter().try_for_each(|r| t.record(r)))
     }
 
     /// Every record, sorted by source.
@@ -293,9 +365,11 @@ impl Catalog {
 
     /// Writes every record and every source's sighting as JSON lines (after
     /// a header line naming the format): what [`Catalog::import`] reads, into
-    /// this or another catalog.
+    /// this or another catalog, of either store.
     pub fn export(&self, out: &mut dyn std::io::Write) -> Result<Moved, CatalogError> {
-        let (backups, sightings) = self.read(|t| Ok((t.backups()?, t.sightings()?)))?;
+        let (mut backups, mut sightings) = self.read(|t| Ok((t.backups()?, t.sightings()?)))?;
+        backups.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        sightings.sort_by(|a, b| a.0.cmp(&b.0));
         let io = |source| CatalogError::Io { path: "the export".into(), source };
         let header = serde_json::json!({"format": EXPORT_FORMAT, "schema_version": SCHEMA_VERSION});
         writeln!(out, "{header}").map_err(io)?;
@@ -364,179 +438,7 @@ impl Catalog {
 
     /// Forgets every source and backup last audited before `cutoff` (Unix seconds).
     pub fn forget_audited_before(&self, cutoff: u64) -> Result<Forgotten, CatalogError> {
-        self.write(|t| {
-            let mut gone = Forgotten::default();
-            for (source, s) in t.sightings()? {
-                if s.audited_at < cutoff {
-                    let f = t.forget(&source)?;
-                    gone.backups += f.backups;
-                    gone.sources += f.sources;
-                }
-            }
-            for r in t.backups()? {
-                if r.audited_at < cutoff {
-                    for source in &r.sources {
-                        if t.remove_source(source)? {
-                            gone.sources += 1;
-                        }
-                    }
-                    t.remove_backup(&r.sha256)?;
-                    gone.backups += 1;
-                }
-            }
-            Ok(gone)
-        })
-    }
-
-    /// Opens the file, waiting for other processes' locks with backoff.
-    /// Opens the file for writing (created when this handle may create it).
-    fn open_db(&self) -> Result<Database, CatalogError> {
-        self.wait_for_lock(|b| if self.create { b.create(&self.path) } else { b.open(&self.path) })
-    }
-
-    /// Retries `open` while another process holds the file, with backoff.
-    fn wait_for_lock<D>(
-        &self,
-        open: impl Fn(&mut Builder) -> Result<D, DatabaseError>,
-    ) -> Result<D, CatalogError> {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(5);
-        loop {
-            let mut builder = Builder::new();
-            builder.set_cache_size(CACHE_BYTES);
-            match open(&mut builder) {
-                Ok(db) => return Ok(db),
-                Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
-                    let waited = start.elapsed();
-                    if waited >= self.lock_timeout {
-                        return Err(CatalogError::Locked { path: self.display(), waited });
-                    }
-                    let jitter = Duration::from_micros(jitter_micros(delay.as_micros() as u64 / 2 + 1));
-                    std::thread::sleep((delay + jitter).min(self.lock_timeout - waited));
-                    delay = (delay * 2).min(Duration::from_millis(200));
-                }
-                Err(e) => return Err(self.db_err(e)),
-            }
-        }
-    }
-
-    fn write<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
-        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        let db = self.open_db()?;
-        let txn = db.begin_write().map_err(|e| self.db_err(e))?;
-        self.ensure_schema(&txn)?;
-        let out = {
-            let mut w = Writer {
-                path: self,
-                backups: txn.open_table(BACKUPS).map_err(|e| self.db_err(e))?,
-                sources: txn.open_table(SOURCES).map_err(|e| self.db_err(e))?,
-            };
-            f(&mut w)?
-        };
-        txn.commit().map_err(|e| self.db_err(e))?;
-        drop(db);
-        Ok(out)
-    }
-
-    /// A read: a query handle opens the file read-only, without modifying
-    /// it (a file that needs recovery after a crash is refused, not repaired).
-    fn read<T>(&self, f: impl FnOnce(&Reader) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
-        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        // The database handle outlives the transaction read from it.
-        let (writable, read_only);
-        let txn = if self.create {
-            writable = self.open_db()?;
-            writable.begin_read()
-        } else {
-            read_only = self.wait_for_lock(|b| b.open_read_only(&self.path))?;
-            read_only.begin_read()
-        };
-        let txn = txn.map_err(|e| self.db_err(e))?;
-        let empty = self.check_schema(&txn)?;
-        let reader = Reader {
-            path: self,
-            backups: if empty { None } else { self.table(&txn, BACKUPS)? },
-            sources: if empty { None } else { self.table(&txn, SOURCES)? },
-        };
-        f(&reader)
-    }
-
-    fn table(
-        &self,
-        txn: &ReadTransaction,
-        def: TableDefinition<&'static str, &'static [u8]>,
-    ) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>, CatalogError> {
-        match txn.open_table(def) {
-            Ok(t) => Ok(Some(t)),
-            Err(TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.db_err(e)),
-        }
-    }
-
-    /// Checks the version in a read; `true` for a file with no tables yet.
-    fn check_schema(&self, txn: &ReadTransaction) -> Result<bool, CatalogError> {
-        if txn.list_tables().map_err(|e| self.db_err(e))?.next().is_none() {
-            return Ok(true);
-        }
-        let version = match txn.open_table(META) {
-            Ok(meta) => meta.get(SCHEMA_KEY).map_err(|e| self.db_err(e))?.map(|v| v.value()),
-            Err(TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(self.db_err(e)),
-        };
-        self.supported(version).map(|()| false)
-    }
-
-    /// Checks the version in a write, initialising an empty file.
-    fn ensure_schema(&self, txn: &WriteTransaction) -> Result<(), CatalogError> {
-        let names: Vec<String> =
-            txn.list_tables().map_err(|e| self.db_err(e))?.map(|t| t.name().to_string()).collect();
-        if names.is_empty() {
-            let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
-            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_err(e))?;
-            return Ok(());
-        }
-        if !names.iter().any(|n| n == META.name()) {
-            return Err(CatalogError::NotACatalog { path: self.display() });
-        }
-        let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
-        let version = meta.get(SCHEMA_KEY).map_err(|e| self.db_err(e))?.map(|v| v.value());
-        self.supported(version)?;
-        if version == Some(1) {
-            self.migrate_v1(txn)?;
-            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_err(e))?;
-        }
-        Ok(())
-    }
-
-    /// Version 1 to 2, in the caller's transaction: every record is decoded
-    /// (the new fields default) and written back in the new shape.
-    fn migrate_v1(&self, txn: &WriteTransaction) -> Result<(), CatalogError> {
-        let mut backups = txn.open_table(BACKUPS).map_err(|e| self.db_err(e))?;
-        let records = all(self, Some(&backups))?;
-        for r in &records {
-            backups.insert(r.sha256.as_str(), encode(r).as_slice()).map_err(|e| self.db_err(e))?;
-        }
-        Ok(())
-    }
-
-    fn supported(&self, version: Option<u64>) -> Result<(), CatalogError> {
-        let path = self.display();
-        match version {
-            None => Err(CatalogError::NotACatalog { path }),
-            Some(found) if (MIGRATES_FROM..=SCHEMA_VERSION).contains(&found) => Ok(()),
-            Some(found) if found > SCHEMA_VERSION => {
-                Err(CatalogError::NewerSchema { path, found, supported: SCHEMA_VERSION })
-            }
-            Some(found) => Err(CatalogError::OlderSchema { path, found, supported: SCHEMA_VERSION }),
-        }
-    }
-
-    fn display(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    fn db_err(&self, e: impl Into<redb::Error>) -> CatalogError {
-        CatalogError::Db { path: self.display(), source: Box::new(e.into()) }
+        self.write(|t| t.forget_audited_before(cutoff))
     }
 }
 
@@ -548,212 +450,6 @@ fn validate(r: &BackupRecord) -> Result<(), CatalogError> {
         return Err(CatalogError::Invalid("empty source".into()));
     }
     Ok(())
-}
-
-/// A few microseconds of noise so that waiting processes do not retry in step.
-fn jitter_micros(bound: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    (nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9)) % bound
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    catalog: &Catalog,
-    key: &str,
-    bytes: &[u8],
-) -> Result<T, CatalogError> {
-    serde_json::from_slice(bytes).map_err(|source| CatalogError::BadRecord {
-        path: catalog.display(),
-        key: key.to_string(),
-        source,
-    })
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("catalog records always serialize")
-}
-
-struct Reader<'c> {
-    path: &'c Catalog,
-    backups: Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
-    sources: Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
-}
-
-impl Reader<'_> {
-    fn backup(&self, sha256: &str) -> Result<Option<BackupRecord>, CatalogError> {
-        get(self.path, self.backups.as_ref(), sha256)
-    }
-
-    fn sighting(&self, source: &str) -> Result<Option<Sighting>, CatalogError> {
-        get(self.path, self.sources.as_ref(), source)
-    }
-
-    fn backups(&self) -> Result<Vec<BackupRecord>, CatalogError> {
-        all(self.path, self.backups.as_ref())
-    }
-
-    fn sightings(&self) -> Result<Vec<(String, Sighting)>, CatalogError> {
-        rows(self.path, self.sources.as_ref())
-    }
-}
-
-struct Writer<'c, 't> {
-    path: &'c Catalog,
-    backups: Table<'t, &'static str, &'static [u8]>,
-    sources: Table<'t, &'static str, &'static [u8]>,
-}
-
-impl Writer<'_, '_> {
-    fn remove_source(&mut self, source: &str) -> Result<bool, CatalogError> {
-        Ok(self.sources.remove(source).map_err(storage_err(self.path))?.is_some())
-    }
-
-    fn remove_backup(&mut self, sha256: &str) -> Result<bool, CatalogError> {
-        Ok(self.backups.remove(sha256).map_err(storage_err(self.path))?.is_some())
-    }
-
-    fn backup(&self, sha256: &str) -> Result<Option<BackupRecord>, CatalogError> {
-        get(self.path, Some(&self.backups), sha256)
-    }
-
-    fn sighting(&self, source: &str) -> Result<Option<Sighting>, CatalogError> {
-        get(self.path, Some(&self.sources), source)
-    }
-
-    fn backups(&self) -> Result<Vec<BackupRecord>, CatalogError> {
-        all(self.path, Some(&self.backups))
-    }
-
-    fn sightings(&self) -> Result<Vec<(String, Sighting)>, CatalogError> {
-        rows(self.path, Some(&self.sources))
-    }
-
-    /// A record from another catalog: its sources join those this one has.
-    fn import_backup(&mut self, mut r: BackupRecord) -> Result<(), CatalogError> {
-        validate(&r)?;
-        r.sha256.make_ascii_lowercase();
-        if let Some(mine) = self.backup(&r.sha256)? {
-            let newer = if mine.audited_at > r.audited_at { mine.clone() } else { r.clone() };
-            let mut sources: Vec<String> = mine.sources.into_iter().chain(r.sources).collect();
-            sources.sort();
-            sources.dedup();
-            r = BackupRecord { sources, ..newer };
-        }
-        self.put_backup(&r)
-    }
-
-    /// A sighting from another catalog, unless this one saw the source later.
-    fn import_sighting(&mut self, source: &str, s: Sighting) -> Result<bool, CatalogError> {
-        if self.sighting(source)?.is_some_and(|mine| mine.audited_at >= s.audited_at) {
-            return Ok(false);
-        }
-        self.sources.insert(source, encode(&s).as_slice()).map_err(storage_err(self.path))?;
-        Ok(true)
-    }
-
-    fn put_backup(&mut self, r: &BackupRecord) -> Result<(), CatalogError> {
-        self.backups.insert(r.sha256.as_str(), encode(r).as_slice()).map_err(storage_err(self.path))?;
-        Ok(())
-    }
-
-    fn record(&mut self, r: &BackupRecord) -> Result<(), CatalogError> {
-        let mut r = r.clone();
-        r.sha256.make_ascii_lowercase();
-        if let Some(prev) = self.sighting(&r.source)? {
-            if prev.sha256 != r.sha256 {
-                self.detach(&prev.sha256, &r.source)?;
-            }
-        }
-        let mut sources = self.backup(&r.sha256)?.map(|old| old.sources).unwrap_or_default();
-        sources.push(r.source.clone());
-        sources.sort();
-        sources.dedup();
-        r.sources = sources;
-        self.put_backup(&r)?;
-        let sighting = encode(&Sighting::of(&r));
-        self.sources.insert(r.source.as_str(), sighting.as_slice()).map_err(storage_err(self.path))?;
-        Ok(())
-    }
-
-    fn forget(&mut self, source: &str) -> Result<Forgotten, CatalogError> {
-        let Some(s) = self.sighting(source)? else {
-            return Ok(Forgotten::default());
-        };
-        self.remove_source(source)?;
-        let backups = self.detach(&s.sha256, source)?;
-        Ok(Forgotten { backups, sources: 1 })
-    }
-
-    /// `source` no longer holds `sha256`: drop it from the record, and the
-    /// record itself when no source holds it. Returns the records removed.
-    fn detach(&mut self, sha256: &str, source: &str) -> Result<usize, CatalogError> {
-        let Some(mut r) = self.backup(sha256)? else {
-            return Ok(0);
-        };
-        r.sources.retain(|s| s != source);
-        // Sources whose sighting moved on to other content do not hold it either.
-        let mut holders = Vec::new();
-        for s in std::mem::take(&mut r.sources) {
-            if let Some(sighting) = self.sighting(&s)?.filter(|g| g.sha256 == sha256) {
-                holders.push((s, sighting));
-            }
-        }
-        if holders.is_empty() {
-            self.remove_backup(sha256)?;
-            return Ok(1);
-        }
-        r.sources = holders.iter().map(|(s, _)| s.clone()).collect();
-        if r.source == source || !r.sources.contains(&r.source) {
-            let (latest, sighting) = holders.iter().max_by_key(|(s, g)| (g.audited_at, s.clone())).unwrap();
-            r.source = latest.clone();
-            r.origin = sighting.origin.clone();
-        }
-        self.put_backup(&r)?;
-        Ok(0)
-    }
-}
-
-fn storage_err(catalog: &Catalog) -> impl Fn(redb::StorageError) -> CatalogError + '_ {
-    |e| catalog.db_err(e)
-}
-
-fn get<T, R>(catalog: &Catalog, table: Option<&R>, key: &str) -> Result<Option<T>, CatalogError>
-where
-    T: serde::de::DeserializeOwned,
-    R: ReadableTable<&'static str, &'static [u8]>,
-{
-    let Some(table) = table else {
-        return Ok(None);
-    };
-    match table.get(key).map_err(|e| catalog.db_err(e))? {
-        Some(v) => decode(catalog, key, v.value()).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn all<R>(catalog: &Catalog, table: Option<&R>) -> Result<Vec<BackupRecord>, CatalogError>
-where
-    R: ReadableTable<&'static str, &'static [u8]>,
-{
-    Ok(rows(catalog, table)?.into_iter().map(|(_, r)| r).collect())
-}
-
-/// Every row of a table, decoded, with its key.
-fn rows<T, R>(catalog: &Catalog, table: Option<&R>) -> Result<Vec<(String, T)>, CatalogError>
-where
-    T: serde::de::DeserializeOwned,
-    R: ReadableTable<&'static str, &'static [u8]>,
-{
-    let Some(table) = table else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for row in table.iter().map_err(|e| catalog.db_err(e))? {
-        let (k, v) = row.map_err(|e| catalog.db_err(e))?;
-        out.push((k.value().to_string(), decode(catalog, k.value(), v.value())?));
-    }
-    Ok(out)
 }
 
 /// A key as `PROVIDER:NAME`, split at the first `:` (key names may contain `:`).
@@ -826,8 +522,8 @@ mod tests {
     fn one_sweep_at_a_time_and_the_lock_goes_with_its_holder() {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(dir.path().join("c.redb")).unwrap();
-        let first = catalog.sweep_lock().unwrap();
-        match catalog.sweep_lock() {
+        let first = catalog.start_sweep().unwrap();
+        match catalog.start_sweep() {
             Err(CatalogError::SweepRunning { holder, .. }) => {
                 assert!(holder.starts_with(&format!("pid {} since ", std::process::id())), "{holder}")
             }
@@ -836,7 +532,7 @@ mod tests {
         // Queries and records still work while a sweep runs.
         assert!(catalog.list().unwrap().is_empty());
         drop(first);
-        assert!(catalog.sweep_lock().is_ok());
+        assert!(catalog.start_sweep().is_ok());
     }
 
     #[test]

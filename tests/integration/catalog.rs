@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use crate::util::testdata;
 use etcd_audit::audit::{self, Backup, Input, Judge, KmsOverride, ScanOptions, ScanReport, Scope};
 use etcd_audit::catalog::{
-    keyring_of, AuditRun, BackupRecord, Catalog, CatalogError, ContentId, Forgotten, KeyRef, NeededKey,
-    Origin, SeenKey, SCHEMA_VERSION,
+    keyring_of, AuditRun, BackupRecord, Catalog, CatalogError, Claim, ContentId, Forgotten, KeyRef, Location,
+    Moved, NeededKey, Origin, SeenKey, SCHEMA_VERSION,
 };
 use etcd_audit::encryption::EncryptionConfig;
 
@@ -62,6 +62,35 @@ fn temp_catalog() -> (tempfile::TempDir, Catalog) {
     (dir, catalog)
 }
 
+/// One empty catalog in each store: a redb file, and a database of a real
+/// PostgreSQL server. What records mean is tested on both, with the same
+/// assertions: the two stores must give the same answers.
+struct Store {
+    at: Location,
+    catalog: Catalog,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn stores() -> Vec<Store> {
+    let (dir, file) = temp_catalog();
+    let file_at = Location::File(file.path().unwrap().to_path_buf());
+    let url = crate::pg::database();
+    let db = Catalog::open(Location::Postgres(url.clone())).unwrap();
+    vec![
+        Store { at: file_at, catalog: file, _dir: Some(dir) },
+        Store { at: Location::Postgres(url), catalog: db, _dir: None },
+    ]
+}
+
+/// [`stores`], each holding the three backups of [`record_rotation`].
+fn rotation_stores() -> Vec<Store> {
+    let stores = stores();
+    for s in &stores {
+        record_rotation(&s.catalog);
+    }
+    stores
+}
+
 fn sources(records: &[BackupRecord]) -> BTreeSet<String> {
     records.iter().map(|r| r.source.clone()).collect()
 }
@@ -77,6 +106,11 @@ const DEFRAGGED: &str = "/var/backups/etcd-defrag.db";
 /// Three real backups: one before the rotation finished, two after.
 fn rotation_catalog() -> (tempfile::TempDir, Catalog) {
     let (dir, catalog) = temp_catalog();
+    record_rotation(&catalog);
+    (dir, catalog)
+}
+
+fn record_rotation(catalog: &Catalog) {
     let run = run_at("sha256:keyring-1", 1_700_000_000);
     catalog.record(&record(SCAN, BEFORE, object(1, "\"etag-before\""), &run)).unwrap();
     catalog
@@ -85,177 +119,200 @@ fn rotation_catalog() -> (tempfile::TempDir, Catalog) {
             record(DEFRAG, DEFRAGGED, Origin::File { size: 3, mtime_ns: Some(42) }, &run),
         ])
         .unwrap();
-    (dir, catalog)
 }
 
 #[test]
 fn records_carry_what_the_scan_found() {
-    let (_dir, catalog) = rotation_catalog();
-    let all = catalog.list().unwrap();
-    assert_eq!(sources(&all), set(&[BEFORE, AFTER, DEFRAGGED]));
-    let before = catalog.lookup(BEFORE).unwrap().unwrap();
-    let bytes = std::fs::read(testdata(SCAN)).unwrap();
-    assert_eq!(before.sha256, ContentId::of(&bytes).sha256);
-    assert_eq!(before.size, bytes.len() as u64);
-    assert_eq!(before.revision, 75);
-    assert_eq!(before.summary["decryptable"], 18);
-    assert_eq!(before.summary["unknown-key"], 9);
-    assert_eq!(before.audited_at, 1_700_000_000);
-    assert_eq!(before.keyring, "sha256:keyring-1");
-    assert_eq!(before.origin, object(1, "\"etag-before\""));
-    let old = before.keys.iter().find(|k| k.is("aescbc", "key-old")).unwrap();
-    assert_eq!((old.entries, old.available), (2, true));
-    assert!(old.fingerprint.as_deref().unwrap().starts_with("sha256:"));
-    let gone = before.keys.iter().find(|k| k.is("aescbc", "key-gone")).unwrap();
-    assert_eq!((gone.available, gone.fingerprint.as_deref()), (false, None));
-    let vault: Vec<&NeededKey> = before.keys.iter().filter(|k| k.is("kms", "vault")).collect();
-    assert_eq!(vault.len(), 2, "one row per KMS key ID");
-    assert!(vault.iter().all(|k| k.kms_api.as_deref() == Some("v2")));
-    assert_eq!(
-        vault.iter().map(|k| k.key_id.clone().unwrap()).collect::<BTreeSet<_>>(),
-        set(&["kek-0", "kek-1"])
-    );
+    for store in rotation_stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let all = catalog.list().unwrap();
+        assert_eq!(sources(&all), set(&[BEFORE, AFTER, DEFRAGGED]));
+        let before = catalog.lookup(BEFORE).unwrap().unwrap();
+        let bytes = std::fs::read(testdata(SCAN)).unwrap();
+        assert_eq!(before.sha256, ContentId::of(&bytes).sha256);
+        assert_eq!(before.size, bytes.len() as u64);
+        assert_eq!(before.revision, 75);
+        assert_eq!(before.summary["decryptable"], 18);
+        assert_eq!(before.summary["unknown-key"], 9);
+        assert_eq!(before.audited_at, 1_700_000_000);
+        assert_eq!(before.keyring, "sha256:keyring-1");
+        assert_eq!(before.origin, object(1, "\"etag-before\""));
+        let old = before.keys.iter().find(|k| k.is("aescbc", "key-old")).unwrap();
+        assert_eq!((old.entries, old.available), (2, true));
+        assert!(old.fingerprint.as_deref().unwrap().starts_with("sha256:"));
+        let gone = before.keys.iter().find(|k| k.is("aescbc", "key-gone")).unwrap();
+        assert_eq!((gone.available, gone.fingerprint.as_deref()), (false, None));
+        let vault: Vec<&NeededKey> = before.keys.iter().filter(|k| k.is("kms", "vault")).collect();
+        assert_eq!(vault.len(), 2, "one row per KMS key ID");
+        assert!(vault.iter().all(|k| k.kms_api.as_deref() == Some("v2")));
+        assert_eq!(
+            vault.iter().map(|k| k.key_id.clone().unwrap()).collect::<BTreeSet<_>>(),
+            set(&["kek-0", "kek-1"])
+        );
 
-    let after = catalog.needs(AFTER).unwrap().unwrap();
-    assert_eq!(after.len(), 1);
-    assert!(after[0].is("aescbc", "key-new") && after[0].entries == 60 && after[0].available);
-    assert_eq!(catalog.needs("s3://backups/never-audited.db").unwrap(), None);
+        let after = catalog.needs(AFTER).unwrap().unwrap();
+        assert_eq!(after.len(), 1);
+        assert!(after[0].is("aescbc", "key-new") && after[0].entries == 60 && after[0].available);
+        assert_eq!(catalog.needs("s3://backups/never-audited.db").unwrap(), None);
 
-    // The list's JSON has the fields `catalog list --format json` promises.
-    let json = serde_json::to_value(&all[0]).unwrap();
-    for field in ["source", "sha256", "revision", "audited_at", "summary", "keys"] {
-        assert!(json.get(field).is_some(), "{field} in {json}");
+        // The list's JSON has the fields `catalog list --format json` promises.
+        let json = serde_json::to_value(&all[0]).unwrap();
+        for field in ["source", "sha256", "revision", "audited_at", "summary", "keys"] {
+            assert!(json.get(field).is_some(), "{field} in {json}");
+        }
     }
 }
 
 #[test]
 fn can_retire_answers_for_old_new_unused_and_colon_keys() {
-    let (_dir, catalog) = rotation_catalog();
-    let needing = |key_ref: &str| {
-        let key: KeyRef = key_ref.parse().unwrap();
-        sources(&catalog.can_retire(&key.provider, &key.name).unwrap())
-    };
-    // The old key: only the backup from before the rotation still needs it.
-    assert_eq!(needing("aescbc:key-old"), set(&[BEFORE]));
-    // The new key: every backup.
-    assert_eq!(needing("aescbc:key-new"), set(&[BEFORE, AFTER, DEFRAGGED]));
-    // A key no backup uses may go.
-    assert!(needing("aescbc:key-unused").is_empty());
-    assert!(needing("aesgcm:key-old").is_empty(), "the provider is part of the key");
-    // Names with `:` split at the first one, and match whole.
-    assert_eq!(needing("aescbc:key:with:colons"), set(&[BEFORE]));
-    assert!(needing("aescbc:key").is_empty(), "a prefix of a name is another name");
-    assert_eq!(needing("kms:vault"), set(&[BEFORE]));
+    for store in rotation_stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let needing = |key_ref: &str| {
+            let key: KeyRef = key_ref.parse().unwrap();
+            sources(&catalog.can_retire(&key.provider, &key.name).unwrap())
+        };
+        // The old key: only the backup from before the rotation still needs it.
+        assert_eq!(needing("aescbc:key-old"), set(&[BEFORE]));
+        // The new key: every backup.
+        assert_eq!(needing("aescbc:key-new"), set(&[BEFORE, AFTER, DEFRAGGED]));
+        // A key no backup uses may go.
+        assert!(needing("aescbc:key-unused").is_empty());
+        assert!(needing("aesgcm:key-old").is_empty(), "the provider is part of the key");
+        // Names with `:` split at the first one, and match whole.
+        assert_eq!(needing("aescbc:key:with:colons"), set(&[BEFORE]));
+        assert!(needing("aescbc:key").is_empty(), "a prefix of a name is another name");
+        assert_eq!(needing("kms:vault"), set(&[BEFORE]));
 
-    // Once the pre-rotation backup expires, key-old may be retired.
-    assert_eq!(catalog.forget_source(BEFORE).unwrap(), Forgotten { backups: 1, sources: 1 });
-    assert!(needing("aescbc:key-old").is_empty());
-    assert_eq!(needing("aescbc:key-new"), set(&[AFTER, DEFRAGGED]));
-    assert_eq!(catalog.forget_source(BEFORE).unwrap(), Forgotten::default(), "already forgotten");
+        // Once the pre-rotation backup expires, key-old may be retired.
+        assert_eq!(catalog.forget_source(BEFORE).unwrap(), Forgotten { backups: 1, sources: 1 });
+        assert!(needing("aescbc:key-old").is_empty());
+        assert_eq!(needing("aescbc:key-new"), set(&[AFTER, DEFRAGGED]));
+        assert_eq!(catalog.forget_source(BEFORE).unwrap(), Forgotten::default(), "already forgotten");
+    }
 }
 
 #[test]
 fn the_same_content_audited_again_updates_never_duplicates() {
-    let (_dir, catalog) = rotation_catalog();
-    let later = run_at("sha256:keyring-2", 1_700_000_500);
-    // Same source, same bytes, a later audit with another keyring.
-    catalog.record(&record(SCAN, BEFORE, object(1, "\"etag-before\""), &later)).unwrap();
-    assert_eq!(catalog.list().unwrap().len(), 3);
-    let r = catalog.lookup(BEFORE).unwrap().unwrap();
-    assert_eq!((r.audited_at, r.keyring.as_str()), (1_700_000_500, "sha256:keyring-2"));
+    for store in rotation_stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let later = run_at("sha256:keyring-2", 1_700_000_500);
+        // Same source, same bytes, a later audit with another keyring.
+        catalog.record(&record(SCAN, BEFORE, object(1, "\"etag-before\""), &later)).unwrap();
+        assert_eq!(catalog.list().unwrap().len(), 3);
+        let r = catalog.lookup(BEFORE).unwrap().unwrap();
+        assert_eq!((r.audited_at, r.keyring.as_str()), (1_700_000_500, "sha256:keyring-2"));
 
-    // The same bytes copied elsewhere: still one record, now naming the latest
-    // source and its ETag, and knowing both places.
-    let copy = "gs://dr-bucket/etcd-snapshot-before-rotation.db";
-    catalog.record(&record(SCAN, copy, object(1, "\"etag-copy\""), &later)).unwrap();
-    let all = catalog.list().unwrap();
-    assert_eq!(all.len(), 3);
-    let r = catalog.get(&r.sha256).unwrap().unwrap();
-    assert_eq!(r.source, copy);
-    assert_eq!(r.origin, object(1, "\"etag-copy\""));
-    assert_eq!(r.sources.iter().cloned().collect::<BTreeSet<_>>(), set(&[BEFORE, copy]));
-    assert_eq!(catalog.lookup(BEFORE).unwrap().unwrap().sha256, r.sha256);
-    assert_eq!(catalog.can_retire("aescbc", "key-old").unwrap().len(), 1);
+        // The same bytes copied elsewhere: still one record, now naming the latest
+        // source and its ETag, and knowing both places.
+        let copy = "gs://dr-bucket/etcd-snapshot-before-rotation.db";
+        catalog.record(&record(SCAN, copy, object(1, "\"etag-copy\""), &later)).unwrap();
+        let all = catalog.list().unwrap();
+        assert_eq!(all.len(), 3);
+        let r = catalog.get(&r.sha256).unwrap().unwrap();
+        assert_eq!(r.source, copy);
+        assert_eq!(r.origin, object(1, "\"etag-copy\""));
+        assert_eq!(r.sources.iter().cloned().collect::<BTreeSet<_>>(), set(&[BEFORE, copy]));
+        assert_eq!(catalog.lookup(BEFORE).unwrap().unwrap().sha256, r.sha256);
+        assert_eq!(catalog.can_retire("aescbc", "key-old").unwrap().len(), 1);
 
-    // Forgetting one copy keeps the record for the other, naming it again.
-    assert_eq!(catalog.forget_source(copy).unwrap(), Forgotten { backups: 0, sources: 1 });
-    let r = catalog.get(&r.sha256).unwrap().unwrap();
-    assert_eq!((r.source.as_str(), r.sources.clone()), (BEFORE, vec![BEFORE.to_string()]));
-    assert_eq!(r.origin, object(1, "\"etag-before\""), "the remaining source's own ETag");
+        // Forgetting one copy keeps the record for the other, naming it again.
+        assert_eq!(catalog.forget_source(copy).unwrap(), Forgotten { backups: 0, sources: 1 });
+        let r = catalog.get(&r.sha256).unwrap().unwrap();
+        assert_eq!((r.source.as_str(), r.sources.clone()), (BEFORE, vec![BEFORE.to_string()]));
+        assert_eq!(r.origin, object(1, "\"etag-before\""), "the remaining source's own ETag");
+    }
 }
 
 #[test]
 fn a_source_overwritten_with_other_content_drops_the_old_record() {
-    let (_dir, catalog) = rotation_catalog();
-    let latest = "s3://backups/etcd-snapshot-latest.db";
-    let run = run_at("k", 1_700_000_000);
-    catalog.record(&record(SCAN, latest, object(1, "\"v1\""), &run)).unwrap();
-    // The pre-rotation content is also at BEFORE, so it stays.
-    catalog.record(&record(DEFRAG, latest, object(2, "\"v2\""), &run)).unwrap();
-    assert_eq!(sources(&catalog.can_retire("aescbc", "key-old").unwrap()), set(&[BEFORE]));
-    assert_eq!(catalog.lookup(BEFORE).unwrap().unwrap().sources, vec![BEFORE.to_string()]);
-    // Overwrite BEFORE too: no source holds the old content any more.
-    catalog.record(&record(FORENSICS, BEFORE, object(2, "\"v3\""), &run)).unwrap();
-    assert!(catalog.can_retire("aescbc", "key-old").unwrap().is_empty());
-    assert_eq!(catalog.list().unwrap().len(), 2, "forensics (AFTER, BEFORE) and defrag (DEFRAGGED, latest)");
+    for store in rotation_stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let latest = "s3://backups/etcd-snapshot-latest.db";
+        let run = run_at("k", 1_700_000_000);
+        catalog.record(&record(SCAN, latest, object(1, "\"v1\""), &run)).unwrap();
+        // The pre-rotation content is also at BEFORE, so it stays.
+        catalog.record(&record(DEFRAG, latest, object(2, "\"v2\""), &run)).unwrap();
+        assert_eq!(sources(&catalog.can_retire("aescbc", "key-old").unwrap()), set(&[BEFORE]));
+        assert_eq!(catalog.lookup(BEFORE).unwrap().unwrap().sources, vec![BEFORE.to_string()]);
+        // Overwrite BEFORE too: no source holds the old content any more.
+        catalog.record(&record(FORENSICS, BEFORE, object(2, "\"v3\""), &run)).unwrap();
+        assert!(catalog.can_retire("aescbc", "key-old").unwrap().is_empty());
+        assert_eq!(
+            catalog.list().unwrap().len(),
+            2,
+            "forensics (AFTER, BEFORE) and defrag (DEFRAGGED, latest)"
+        );
+    }
 }
 
 #[test]
 fn forget_older_than_drops_what_was_not_seen_recently() {
-    let (_dir, catalog) = temp_catalog();
-    catalog.record(&record(SCAN, BEFORE, object(1, "\"a\""), &run_at("k", 1000))).unwrap();
-    catalog.record(&record(FORENSICS, AFTER, object(2, "\"b\""), &run_at("k", 2000))).unwrap();
-    // The same content as BEFORE seen again later at another place keeps it alive.
-    catalog.record(&record(SCAN, "s3://other/copy.db", object(1, "\"c\""), &run_at("k", 3000))).unwrap();
-    assert_eq!(catalog.forget_audited_before(1000).unwrap(), Forgotten::default());
-    assert_eq!(catalog.forget_audited_before(1500).unwrap(), Forgotten { backups: 0, sources: 1 });
-    assert_eq!(sources(&catalog.list().unwrap()), set(&["s3://other/copy.db", AFTER]));
-    assert_eq!(catalog.forget_audited_before(2500).unwrap(), Forgotten { backups: 1, sources: 1 });
-    assert_eq!(sources(&catalog.list().unwrap()), set(&["s3://other/copy.db"]));
-    // Relative to now: everything here is decades old.
-    assert_eq!(
-        catalog.forget_older_than(Duration::from_secs(86_400)).unwrap(),
-        Forgotten { backups: 1, sources: 1 }
-    );
-    assert!(catalog.list().unwrap().is_empty());
-    assert_eq!(catalog.forget_older_than(Duration::ZERO).unwrap(), Forgotten::default());
+    for store in stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        catalog.record(&record(SCAN, BEFORE, object(1, "\"a\""), &run_at("k", 1000))).unwrap();
+        catalog.record(&record(FORENSICS, AFTER, object(2, "\"b\""), &run_at("k", 2000))).unwrap();
+        // The same content as BEFORE seen again later at another place keeps it alive.
+        catalog.record(&record(SCAN, "s3://other/copy.db", object(1, "\"c\""), &run_at("k", 3000))).unwrap();
+        assert_eq!(catalog.forget_audited_before(1000).unwrap(), Forgotten::default());
+        assert_eq!(catalog.forget_audited_before(1500).unwrap(), Forgotten { backups: 0, sources: 1 });
+        assert_eq!(sources(&catalog.list().unwrap()), set(&["s3://other/copy.db", AFTER]));
+        assert_eq!(catalog.forget_audited_before(2500).unwrap(), Forgotten { backups: 1, sources: 1 });
+        assert_eq!(sources(&catalog.list().unwrap()), set(&["s3://other/copy.db"]));
+        // Relative to now: everything here is decades old.
+        assert_eq!(
+            catalog.forget_older_than(Duration::from_secs(86_400)).unwrap(),
+            Forgotten { backups: 1, sources: 1 }
+        );
+        assert!(catalog.list().unwrap().is_empty());
+        assert_eq!(catalog.forget_older_than(Duration::ZERO).unwrap(), Forgotten::default());
+    }
 }
 
 #[test]
 fn already_audited_needs_same_object_keyring_and_version() {
-    let (_dir, catalog) = rotation_catalog();
-    let run = run_at("sha256:keyring-1", 1_700_000_000);
-    let seen = run.seen(BEFORE, object(1, "\"etag-before\""));
-    assert!(catalog.already_audited(&seen).unwrap());
-    // Last-Modified is not part of the identity: ETag and size are.
-    let touched = Origin::Object { size: 1, e_tag: Some("\"etag-before\"".into()), last_modified: None };
-    assert!(catalog.already_audited(&run.seen(BEFORE, touched)).unwrap());
+    for store in rotation_stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let run = run_at("sha256:keyring-1", 1_700_000_000);
+        let seen = run.seen(BEFORE, object(1, "\"etag-before\""));
+        assert!(catalog.already_audited(&seen).unwrap());
+        // Last-Modified is not part of the identity: ETag and size are.
+        let touched = Origin::Object { size: 1, e_tag: Some("\"etag-before\"".into()), last_modified: None };
+        assert!(catalog.already_audited(&run.seen(BEFORE, touched)).unwrap());
 
-    let miss = |s: SeenKey, why: &str| assert!(!catalog.already_audited(&s).unwrap(), "{why}");
-    miss(SeenKey { keyring: "sha256:keyring-2".into(), ..seen.clone() }, "another keyring");
-    miss(SeenKey { tool_version: "0.2.0".into(), ..seen.clone() }, "another tool version");
-    miss(run.seen(BEFORE, object(1, "\"etag-changed\"")), "another ETag");
-    miss(run.seen(BEFORE, object(2, "\"etag-before\"")), "another size");
-    miss(run.seen(BEFORE, Origin::Object { size: 1, e_tag: None, last_modified: None }), "no ETag");
-    miss(run.seen("s3://backups/new.db", object(1, "\"etag-before\"")), "another source");
+        let miss = |s: SeenKey, why: &str| assert!(!catalog.already_audited(&s).unwrap(), "{why}");
+        miss(SeenKey { keyring: "sha256:keyring-2".into(), ..seen.clone() }, "another keyring");
+        miss(SeenKey { tool_version: "0.2.0".into(), ..seen.clone() }, "another tool version");
+        miss(run.seen(BEFORE, object(1, "\"etag-changed\"")), "another ETag");
+        miss(run.seen(BEFORE, object(2, "\"etag-before\"")), "another size");
+        miss(run.seen(BEFORE, Origin::Object { size: 1, e_tag: None, last_modified: None }), "no ETag");
+        miss(run.seen("s3://backups/new.db", object(1, "\"etag-before\"")), "another source");
 
-    // Files: size and mtime, and the content hash when the caller has one.
-    let file = run.seen(DEFRAGGED, Origin::File { size: 3, mtime_ns: Some(42) });
-    assert!(catalog.already_audited(&file).unwrap());
-    miss(run.seen(DEFRAGGED, Origin::File { size: 3, mtime_ns: Some(43) }), "touched file");
-    miss(run.seen(DEFRAGGED, Origin::File { size: 4, mtime_ns: Some(42) }), "grown file");
-    let sha = ContentId::of(&std::fs::read(testdata(DEFRAG)).unwrap()).sha256;
-    assert!(catalog.already_audited(&SeenKey { sha256: Some(sha.to_uppercase()), ..file.clone() }).unwrap());
-    miss(SeenKey { sha256: Some("0".repeat(64)), ..file.clone() }, "other content");
+        // Files: size and mtime, and the content hash when the caller has one.
+        let file = run.seen(DEFRAGGED, Origin::File { size: 3, mtime_ns: Some(42) });
+        assert!(catalog.already_audited(&file).unwrap());
+        miss(run.seen(DEFRAGGED, Origin::File { size: 3, mtime_ns: Some(43) }), "touched file");
+        miss(run.seen(DEFRAGGED, Origin::File { size: 4, mtime_ns: Some(42) }), "grown file");
+        let sha = ContentId::of(&std::fs::read(testdata(DEFRAG)).unwrap()).sha256;
+        assert!(catalog
+            .already_audited(&SeenKey { sha256: Some(sha.to_uppercase()), ..file.clone() })
+            .unwrap());
+        miss(SeenKey { sha256: Some("0".repeat(64)), ..file.clone() }, "other content");
 
-    // A real file's metadata round-trips.
-    let meta = std::fs::metadata(testdata(FORENSICS)).unwrap();
-    catalog.record(&record(FORENSICS, "/tmp/real.db", Origin::file(&meta), &run)).unwrap();
-    assert!(catalog.already_audited(&run.seen("/tmp/real.db", Origin::file(&meta))).unwrap());
+        // A real file's metadata round-trips.
+        let meta = std::fs::metadata(testdata(FORENSICS)).unwrap();
+        catalog.record(&record(FORENSICS, "/tmp/real.db", Origin::file(&meta), &run)).unwrap();
+        assert!(catalog.already_audited(&run.seen("/tmp/real.db", Origin::file(&meta))).unwrap());
 
-    // Forgotten: audited again.
-    catalog.forget_source(BEFORE).unwrap();
-    miss(seen, "forgotten");
+        // Forgotten: audited again.
+        catalog.forget_source(BEFORE).unwrap();
+        miss(seen, "forgotten");
+    }
 }
 
 #[test]
@@ -277,14 +334,17 @@ fn keyring_fingerprints_follow_the_keys_not_the_config_order() {
 
 #[test]
 fn invalid_records_are_refused() {
-    let (_dir, catalog) = temp_catalog();
-    let mut r = record(FORENSICS, AFTER, Origin::Other, &run_at("k", 1));
-    r.sha256 = "abc".into();
-    assert!(matches!(catalog.record(&r), Err(CatalogError::Invalid(_))));
-    let mut r = record(FORENSICS, "", Origin::Other, &run_at("k", 1));
-    r.source.clear();
-    assert!(matches!(catalog.record(&r), Err(CatalogError::Invalid(_))));
-    assert!(catalog.list().unwrap().is_empty());
+    for store in stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        let mut r = record(FORENSICS, AFTER, Origin::Other, &run_at("k", 1));
+        r.sha256 = "abc".into();
+        assert!(matches!(catalog.record(&r), Err(CatalogError::Invalid(_))));
+        let mut r = record(FORENSICS, "", Origin::Other, &run_at("k", 1));
+        r.source.clear();
+        assert!(matches!(catalog.record(&r), Err(CatalogError::Invalid(_))));
+        assert!(catalog.list().unwrap().is_empty());
+    }
 }
 
 const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
@@ -299,7 +359,7 @@ fn set_schema_version(path: &Path, version: u64) {
 #[test]
 fn a_newer_schema_is_refused_and_an_older_one_too() {
     let (dir, catalog) = rotation_catalog();
-    let path = catalog.path().to_path_buf();
+    let path = catalog.path().unwrap().to_path_buf();
     drop(catalog);
     set_schema_version(&path, SCHEMA_VERSION + 1);
     let err = Catalog::open(&path).err().expect("a newer schema is refused");
@@ -333,7 +393,7 @@ fn a_newer_schema_is_refused_and_an_older_one_too() {
 #[test]
 fn a_locked_catalog_is_waited_for_then_refused_clearly() {
     let (_dir, catalog) = temp_catalog();
-    let path = catalog.path().to_path_buf();
+    let path = catalog.path().unwrap().to_path_buf();
     let holder = redb::Database::create(&path).unwrap();
     let impatient = Catalog::open_with_lock_timeout(&path, Duration::from_millis(300));
     let err = impatient.err().expect("the file is held");
@@ -354,28 +414,29 @@ fn a_locked_catalog_is_waited_for_then_refused_clearly() {
 
 #[test]
 fn threads_share_a_catalog_and_separate_handles_take_turns() {
-    let (_dir, catalog) = temp_catalog();
-    let path = catalog.path().to_path_buf();
-    std::thread::scope(|s| {
-        for t in 0..3 {
-            let catalog = &catalog;
-            s.spawn(move || {
-                for i in 0..5 {
-                    catalog.record(&synthetic(&format!("shared-{t}"), i, 2)).unwrap();
-                }
-            });
-        }
-        for t in 0..3 {
-            let path = path.clone();
-            s.spawn(move || {
-                let own = Catalog::open(&path).unwrap();
-                for i in 0..5 {
-                    own.record(&synthetic(&format!("own-{t}"), i, 2)).unwrap();
-                }
-            });
-        }
-    });
-    assert_eq!(catalog.list().unwrap().len(), 30);
+    for store in stores() {
+        let catalog = &store.catalog;
+        eprintln!("store: {}", catalog.location());
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                s.spawn(move || {
+                    for i in 0..5 {
+                        catalog.record(&synthetic(&format!("shared-{t}"), i, 2)).unwrap();
+                    }
+                });
+            }
+            for t in 0..3 {
+                let at = store.at.clone();
+                s.spawn(move || {
+                    let own = Catalog::open(at).unwrap();
+                    for i in 0..5 {
+                        own.record(&synthetic(&format!("own-{t}"), i, 2)).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(catalog.list().unwrap().len(), 30);
+    }
 }
 
 /// A made-up record with `keys` needed keys (bigger records, longer writes).
@@ -427,7 +488,7 @@ fn helper_process() {
     match args[0] {
         "writer" => {
             let (count, batch): (usize, usize) = (args[3].parse().unwrap(), args[4].parse().unwrap());
-            let catalog = Catalog::open(args[1]).unwrap();
+            let catalog = Catalog::open(Path::new(args[1])).unwrap();
             let mut done = 0;
             while count == 0 || done < count {
                 let records: Vec<BackupRecord> =
@@ -577,4 +638,98 @@ fn default_path_follows_xdg_then_home() {
     let path = dir.path().join("xdg/etcd-audit/catalog.redb");
     Catalog::open(&path).unwrap();
     assert!(path.is_file());
+}
+
+// PostgreSQL: what only a database catalog has.
+
+#[test]
+fn a_database_catalog_is_created_by_a_sweep_never_by_a_query() {
+    let url = crate::pg::database();
+    let at = || Location::Postgres(url.clone());
+    let err = Catalog::open_existing(at()).err().expect("an empty database holds no catalog");
+    assert!(matches!(err, CatalogError::Missing { .. }), "{err}");
+    let mut db = crate::pg::connect(&url);
+    let tables = |db: &mut postgres::Client| -> i64 {
+        db.query_one("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'etcd_audit_%'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(tables(&mut db), 0, "a query creates nothing");
+
+    let catalog = Catalog::open(at()).unwrap();
+    assert_eq!(tables(&mut db), 5, "migrations, backups, sources, claims, audits");
+    let version: i32 = db.query_one("SELECT max(version) FROM etcd_audit_migrations", &[]).unwrap().get(0);
+    assert_eq!(version, 1);
+    drop(catalog);
+    Catalog::open(at()).unwrap();
+    let applied: i64 = db.query_one("SELECT count(*) FROM etcd_audit_migrations", &[]).unwrap().get(0);
+    assert_eq!(applied, 1, "each migration once");
+    assert!(Catalog::open_existing(at()).unwrap().list().unwrap().is_empty());
+
+    // A database migrated by a newer etcd-audit is refused, by sweeps and queries.
+    db.execute("INSERT INTO etcd_audit_migrations (version) VALUES (99)", &[]).unwrap();
+    for err in [Catalog::open(at()).err(), Catalog::open_existing(at()).err()] {
+        let err = err.expect("a newer schema is refused");
+        assert!(matches!(err, CatalogError::NewerSchema { found: 99, .. }), "{err}");
+        assert!(!err.to_string().contains("sslmode"), "the URL is shown without parameters: {err}");
+    }
+}
+
+#[test]
+fn claims_keep_workers_apart_and_outlive_a_dead_one_only_for_its_lease() {
+    let url = crate::pg::database();
+    let worker = |id: &str| {
+        let w = etcd_audit::catalog::Worker { id: id.into(), lease: Duration::from_millis(1500) };
+        Catalog::open_as(Location::Postgres(url.clone()), w).unwrap()
+    };
+    let (a, b) = (worker("a"), worker("b"));
+    let held_by = |c: &Catalog, source: &str| match c.claim(source).unwrap() {
+        Claim::HeldBy { worker, until } => {
+            assert!(until.ends_with('Z'), "{until}");
+            Some(worker)
+        }
+        Claim::Taken => None,
+        Claim::Unclaimed => panic!("a database has claims"),
+    };
+    assert_eq!(held_by(&a, AFTER), None);
+    assert_eq!(held_by(&b, AFTER).as_deref(), Some("a"));
+    assert_eq!(held_by(&a, AFTER), None, "a worker's own claim is renewed");
+    // Nobody renews a's claim: after its lease, b takes the object.
+    std::thread::sleep(Duration::from_millis(1700));
+    assert_eq!(held_by(&b, AFTER), None);
+    assert_eq!(held_by(&a, AFTER).as_deref(), Some("b"));
+    a.release(AFTER).unwrap();
+    assert_eq!(held_by(&a, AFTER).as_deref(), Some("b"), "a release ends only one's own claim");
+
+    // Recording ends the claim and logs who audited what.
+    b.record(&record(FORENSICS, AFTER, object(2, "\"e\""), &run_at("k", 1))).unwrap();
+    let mut db = crate::pg::connect(&url);
+    let rows = db.query("SELECT source, worker, claimed_at IS NOT NULL FROM etcd_audit_audits", &[]).unwrap();
+    let rows: Vec<(String, String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(rows, [(AFTER.to_string(), "b".to_string(), true)]);
+    assert_eq!(held_by(&a, AFTER), None, "nobody holds a recorded object");
+
+    // A sweep renews its claims while it runs, and ends them when it stops.
+    let sweeping = b.start_sweep().unwrap();
+    assert_eq!(held_by(&b, BEFORE), None);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(held_by(&a, BEFORE).as_deref(), Some("b"), "renewed past its lease");
+    drop(sweeping);
+    assert_eq!(held_by(&a, BEFORE), None, "released when the sweep ended");
+    // A file catalog has none (one sweep at a time instead).
+    let (_dir, file) = temp_catalog();
+    assert_eq!(file.claim(AFTER).unwrap(), Claim::Unclaimed);
+}
+
+#[test]
+fn exports_move_records_between_a_file_and_a_database_unchanged() {
+    let (_dir, file) = rotation_catalog();
+    let mut exported = Vec::new();
+    file.export(&mut exported).unwrap();
+    let db = Catalog::open(Location::Postgres(crate::pg::database())).unwrap();
+    assert_eq!(db.import(exported.as_slice()).unwrap(), Moved { backups: 3, sources: 3 });
+    assert_eq!(db.list().unwrap(), file.list().unwrap());
+    let mut again = Vec::new();
+    db.export(&mut again).unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), String::from_utf8(exported).unwrap());
 }

@@ -10,6 +10,7 @@ mod corrupt;
 mod deploy;
 mod errors;
 mod exposure;
+mod fleet;
 mod forensics;
 #[cfg(feature = "fuzzing")]
 mod fuzz;
@@ -22,6 +23,7 @@ mod k3s;
 mod kms;
 mod live;
 mod outputs;
+mod pg;
 mod readonly;
 mod s3;
 mod scan;

@@ -7,7 +7,11 @@ records every request's method and drops the connection half-way through the
 first download of each large object, so resumed downloads are exercised. Prints one JSON line with the ports and
 credentials, then serves until stdin closes.
 
-    python3 tests/support/s3_server.py <testdata dir> [open|auth|many]
+    python3 tests/support/s3_server.py <testdata dir> [open|auth|many|fleet DIR COUNT]
+
+`fleet DIR COUNT` also puts COUNT objects under fleet/: the snapshots in DIR
+(make-fleet.sh), each under COUNT / len(DIR) keys, as backups copied to
+several places are (fleet/<copy>/<file>).
 
 `auth` enforces signatures and IAM keys (moto lists no objects in that mode:
 its ListObjectsV2 signature check is broken, for boto3 too), so the object
@@ -89,6 +93,14 @@ def main():
         for i in range(1100):
             s3.put_object(Bucket="backups", Key=f"many/note-{i:04d}.txt", Body=b"not a backup %d" % i)
         s3.put_object(Bucket="backups", Key="many/zz-snapshot.db", Body=snapshot)
+
+    if sys.argv[2:3] == ["fleet"]:
+        folder, count = sys.argv[3], int(sys.argv[4])
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".db"))
+        bodies = [open(os.path.join(folder, f), "rb").read() for f in files]
+        for i in range(count):
+            s3.put_object(Bucket="backups", Key=f"fleet/{i // len(files):03d}/{files[i % len(files)]}",
+                          Body=bodies[i % len(files)])
 
     proxy_port = proxy.start(port, dropping=True)
 
