@@ -53,6 +53,7 @@ fn google_cloud_storage_sources() {
     }
     union.sort();
     assert_eq!(union.len(), 3, "{union:?}");
+    crate::shard::assert_shards_record_once_in_postgres("gs://backups/k3s/", &env, 2);
 
     // Reads only.
     let methods: Value = get_json(&format!("{}/__methods", gcs.info["proxy"].as_str().unwrap()));

@@ -150,6 +150,7 @@ fn azure_blob_storage_through_azurite() {
     }
     assert_eq!(backups[0]["container"], serde_json::json!(["zip", "etcd-snapshot"]));
     assert_eq!(backups[0]["object"]["user_metadata"]["k3s_node_name"], "node-1");
+    crate::shard::assert_shards_record_once_in_postgres("az://backups/etcd/", &env, 2);
     let missing = scan(&env, &["az://backups/nope.db"]);
     assert_eq!(missing.code, 2);
 }

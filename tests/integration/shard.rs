@@ -133,6 +133,41 @@ fn an_s3_prefix_is_split_by_object_key() {
         union.extend(got);
     }
     assert_eq!(union, all);
+    assert_shards_record_once_in_postgres(prefix, &env, 2);
+}
+
+/// Two shard workers of `prefix` at once into one PostgreSQL catalog: each
+/// of the `backups` objects recorded by exactly one of them, exactly once,
+/// and listed by the catalog (as on S3, so on Azure and Google Cloud Storage).
+pub fn assert_shards_record_once_in_postgres(prefix: &str, env: &[(&str, String)], backups: i64) {
+    let url = crate::pg::database();
+    let config = testdata("clusters/config.yaml");
+    let catalog = format!("--catalog={url}");
+    std::thread::scope(|s| {
+        let workers: Vec<_> = ["0/2", "1/2"]
+            .map(|shard| {
+                let args = ["scan", "-c", path_str(&config), &catalog, "--shard", shard, prefix];
+                s.spawn(move || run_env(&args, env))
+            })
+            .into_iter()
+            .collect();
+        for w in workers {
+            let r = w.join().unwrap();
+            assert!(r.code <= 1, "{}", r.stderr);
+        }
+    });
+    let mut db = crate::pg::connect(&url);
+    let row = db.query_one("SELECT count(*), count(DISTINCT source) FROM etcd_audit_audits", &[]).unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (backups, backups), "{prefix}");
+    let list = run(&["catalog", "list", "--catalog", &url, "--format", "json"]).json();
+    let listed: BTreeSet<String> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["sources"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(listed.len() as i64, backups, "{listed:?}");
+    assert!(listed.iter().all(|s| s.starts_with(prefix)), "{listed:?}");
 }
 
 #[test]
