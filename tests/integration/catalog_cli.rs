@@ -14,20 +14,26 @@ fn configs() -> Vec<String> {
         .collect()
 }
 
-fn scan_into(catalog: &Path, sources: &[&str], extra: &[&str], env: &[(&str, String)]) -> Run {
+/// A catalog file's path, or a `postgres://` URL.
+fn scan_into(
+    catalog: &(impl AsRef<Path> + ?Sized),
+    sources: &[&str],
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Run {
     let mut args: Vec<String> = vec!["scan".into(), "--format".into(), "json".into()];
     args.extend(configs());
-    args.push(format!("--catalog={}", path_str(catalog)));
+    args.push(format!("--catalog={}", path_str(catalog.as_ref())));
     args.extend(sources.iter().map(|s| s.to_string()));
     args.extend(extra.iter().map(|s| s.to_string()));
     run_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
 }
 
-/// `catalog QUERY… --catalog PATH --format json`: the flags after the subcommand.
-fn query(catalog: &Path, args: &[&str]) -> Run {
+/// `catalog QUERY… --catalog PATH|URL --format json`: the flags after the subcommand.
+fn query(catalog: &(impl AsRef<Path> + ?Sized), args: &[&str]) -> Run {
     let mut all = vec!["catalog"];
     all.extend_from_slice(args);
-    all.extend(["--catalog", path_str(catalog), "--format", "json"]);
+    all.extend(["--catalog", path_str(catalog.as_ref()), "--format", "json"]);
     run(&all)
 }
 
@@ -53,8 +59,39 @@ fn key_retirement_across_backups() {
         query(&cat, q);
     }
     assert!(stamp() == untouched, "a query changed the catalog file");
+    key_retirement(path_str(&cat));
+}
 
-    let list = query(&cat, &["list"]);
+/// The same commands and answers with a PostgreSQL catalog; the URL may also
+/// come from ETCD_AUDIT_CATALOG_URL, and a database that cannot be reached
+/// exits 2 without showing its password.
+#[test]
+fn key_retirement_across_backups_in_postgres() {
+    let url = crate::pg::database();
+    assert_eq!(query(&url, &["list"]).code, 2, "a query creates no catalog");
+    let (before, after) = (testdata("etcd35-scan.snapshot.db"), testdata("etcd35-forensics.snapshot.db"));
+    let r = scan_into(&url, &[path_str(&before), path_str(&after)], &[], &[]);
+    assert!(r.stderr.contains("recorded 2 backups, skipped 0"), "{}", r.stderr);
+    key_retirement(&url);
+
+    let from_env =
+        run_env(&["catalog", "list", "--format", "json"], &[("ETCD_AUDIT_CATALOG_URL", url.clone())]);
+    assert_eq!(from_env.stdout, query(&url, &["list"]).stdout);
+
+    let unreachable = "postgres://auditor:s3cret-pw@127.0.0.1:1/fleet?connect_timeout=5";
+    for r in [query(unreachable, &["list"]), scan_into(unreachable, &[path_str(&before)], &[], &[])] {
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("postgres://auditor@127.0.0.1:1/fleet"), "{}", r.stderr);
+        assert!(!r.stderr.contains("s3cret"), "{}", r.stderr);
+    }
+}
+
+/// Both fixtures recorded in `cat`: what the catalog answers about their keys.
+fn key_retirement(cat: &str) {
+    let before = testdata("etcd35-scan.snapshot.db");
+    let after = testdata("etcd35-forensics.snapshot.db");
+    let (before, after) = (path_str(&before), path_str(&after));
+    let list = query(cat, &["list"]);
     assert_eq!(list.code, 0);
     let list = list.json();
     assert_eq!(list["schema"], "etcd-audit.catalog/v1");
@@ -68,41 +105,41 @@ fn key_retirement_across_backups() {
     assert_eq!(list["backups"][1]["size"], bbolt.len());
 
     // The old key is needed by the backup from before the rotation only.
-    let r = query(&cat, &["can-retire", "aescbc:key-old"]);
+    let r = query(cat, &["can-retire", "aescbc:key-old"]);
     assert_eq!(r.code, 1);
     assert_eq!(sources_of(&r.json()), [before]);
     // The current key by both; an unused key by none; a name with ':' is split at the first ':'.
-    assert_eq!(sources_of(&query(&cat, &["can-retire", "aescbc:key-new"]).json()), [after, before]);
-    let unused = query(&cat, &["can-retire", "secretbox:never-used"]);
+    assert_eq!(sources_of(&query(cat, &["can-retire", "aescbc:key-new"]).json()), [after, before]);
+    let unused = query(cat, &["can-retire", "secretbox:never-used"]);
     assert_eq!((unused.code, sources_of(&unused.json()).len()), (0, 0));
-    let colons = query(&cat, &["can-retire", "aescbc:key:with:colons"]);
+    let colons = query(cat, &["can-retire", "aescbc:key:with:colons"]);
     assert_eq!((colons.code, sources_of(&colons.json())), (1, vec![before.to_string()]));
-    assert_eq!(query(&cat, &["can-retire", "no-colon"]).code, 2);
+    assert_eq!(query(cat, &["can-retire", "no-colon"]).code, 2);
 
     // Audited again: skipped, nothing duplicated; --rescan audits again, still no duplicate.
-    let again = scan_into(&cat, &[before, after], &[], &[]);
+    let again = scan_into(cat, &[before, after], &[], &[]);
     assert!(again.stderr.contains("recorded 0 backups, skipped 2"), "{}", again.stderr);
     assert_eq!(again.code, 0, "nothing new to audit is not a failure");
     assert_eq!(again.json()["skipped"].as_array().unwrap().len(), 2);
-    let rescan = scan_into(&cat, &[before], &["--rescan"], &[]);
+    let rescan = scan_into(cat, &[before], &["--rescan"], &[]);
     assert!(rescan.stderr.contains("recorded 1 backups, skipped 0"), "{}", rescan.stderr);
-    assert_eq!(sources_of(&query(&cat, &["list"]).json()).len(), 2);
+    assert_eq!(sources_of(&query(cat, &["list"]).json()).len(), 2);
     // Another keyring is another audit: not skipped.
     let cur = testdata("scan/config-current.yaml");
-    let other = run(&["scan", "-c", path_str(&cur), &format!("--catalog={}", path_str(&cat)), before]);
+    let other = run(&["scan", "-c", path_str(&cur), &format!("--catalog={cat}"), before]);
     assert!(other.stderr.contains("recorded 1 backups, skipped 0"), "{}", other.stderr);
 
-    let needs = query(&cat, &["needs", after]).json();
+    let needs = query(cat, &["needs", after]).json();
     let keys: Vec<&str> =
         needs["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
     assert_eq!(keys, ["key-new"]);
-    assert_eq!(query(&cat, &["needs", "/nowhere.db"]).code, 2);
+    assert_eq!(query(cat, &["needs", "/nowhere.db"]).code, 2);
 
     // The old backup expires from storage: the old key may go.
-    let forgot = query(&cat, &["forget", before]).json();
+    let forgot = query(cat, &["forget", before]).json();
     assert_eq!(forgot["forgotten"]["backups"], 1);
-    assert_eq!(query(&cat, &["can-retire", "aescbc:key-old"]).code, 0);
-    let table = run(&["catalog", "--catalog", path_str(&cat), "can-retire", "aescbc:key-old"]);
+    assert_eq!(query(cat, &["can-retire", "aescbc:key-old"]).code, 0);
+    let table = run(&["catalog", "--catalog", cat, "can-retire", "aescbc:key-old"]);
     assert!(table.stdout.contains("may be retired"), "{}", table.stdout);
 }
 

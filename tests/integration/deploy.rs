@@ -191,14 +191,14 @@ fn the_indexed_job_shards_a_bucket_into_one_postgres_catalog() {
     assert_eq!(audited.len(), 5);
     // The fleet's catalog, written by every shard: no merge needed.
     let fleet = url.as_str();
-    let list = run(&["catalog", "list", "--catalog", &fleet, "--format", "json"]);
+    let list = run(&["catalog", "list", "--catalog", fleet, "--format", "json"]);
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 5);
     // The fleet's view: the east cluster's 2 h 10 min gap, which no shard alone may report.
     let clusters = run(&[
         "catalog",
         "clusters",
         "--catalog",
-        &fleet,
+        fleet,
         "--expect-every",
         "1h",
         "--fail-on",
