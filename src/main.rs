@@ -124,6 +124,9 @@ fn harden() {
 /// hold copies of backups), say so in one line, and exit 130 or 143 at once.
 /// Whatever was written to stdout stays a truncated document under that code.
 /// Folders left by runs that were killed outright are removed on start.
+/// The line is written without `eprintln!`: when stderr is a closed pipe
+/// (the reader died first), that would panic this thread and the process
+/// would never exit.
 fn on_interrupt_clean_up() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     etcd_audit::source::scratch::remove_stale(&std::env::temp_dir());
@@ -132,8 +135,16 @@ fn on_interrupt_clean_up() {
         if let Some(signal) = signals.forever().next() {
             etcd_audit::source::scratch::cleanup();
             let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
-            eprintln!("etcd-audit: interrupted by {name}; temporary files removed");
-            std::process::exit(128 + signal);
+            let line = format!("etcd-audit: interrupted by {name}; temporary files removed\n");
+            // SAFETY: one write(2) of a buffer this thread owns, to fd 2
+            // (no lock another thread could hold), then _exit: it ends the
+            // process without running anything more (std::process::exit would
+            // first flush stdout, waiting for its lock if a report is being
+            // written).
+            unsafe {
+                libc::write(2, line.as_ptr().cast(), line.len());
+                libc::_exit(128 + signal);
+            }
         }
     });
 }

@@ -256,7 +256,9 @@ impl PgStore {
                 if let Err(e) = renewed {
                     own = None;
                     if !std::mem::replace(&mut warned, true) {
-                        eprintln!("etcd-audit: renewing claims: {e}");
+                        // Not eprintln!: a closed stderr must not end the renewals.
+                        let line = format!("etcd-audit: renewing claims: {e}\n");
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
                     }
                 }
             }

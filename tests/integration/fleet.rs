@@ -58,8 +58,20 @@ fn s3() -> SupportServer {
     SupportServer::start("s3_server.py", &["fleet", path_str(fleet()), &OBJECTS.to_string()])
 }
 
+/// A sweep process, killed if the test fails before it was waited for.
+struct Sweep(Option<Child>);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `etcd-audit scan` of the whole prefix into `catalog`, started, not waited for.
-fn sweep(catalog: &str, extra: &[&str], env: &[(&str, String)]) -> Child {
+fn sweep(catalog: &str, extra: &[&str], env: &[(&str, String)]) -> Sweep {
     let config = fleet().join("config.yaml");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_etcd-audit"));
     cmd.args(["scan", "--quiet", "-c", path_str(&config), &format!("--catalog={catalog}")])
@@ -69,14 +81,18 @@ fn sweep(catalog: &str, extra: &[&str], env: &[(&str, String)]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd.spawn().expect("spawn etcd-audit")
+    Sweep(Some(cmd.spawn().expect("spawn etcd-audit")))
 }
 
 /// Waits (a hang guard, not a timing assertion); returns the exit code and stderr.
-fn finish(mut child: Child) -> (i32, String) {
+fn finish(mut sweep: Sweep) -> (i32, String) {
+    let mut child = sweep.0.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "a sweep hung");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a sweep hung");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
@@ -156,7 +172,7 @@ fn four_shard_workers_on_postgres_record_each_object_once_and_agree_with_one_red
     assert_eq!(summary(&stderr), (OBJECTS, 0, 0), "{stderr}");
 
     let url = crate::pg::database();
-    let workers: Vec<Child> = (0..4).map(|i| sweep(&url, &["--shard", &format!("{i}/4")], &env)).collect();
+    let workers: Vec<Sweep> = (0..4).map(|i| sweep(&url, &["--shard", &format!("{i}/4")], &env)).collect();
     let mut recorded = 0;
     for w in workers {
         let (code, stderr) = finish(w);
@@ -221,7 +237,7 @@ fn overlapping_workers_never_audit_one_object_twice_and_a_killed_workers_objects
     etcd_audit::catalog::Catalog::open(etcd_audit::catalog::Location::Postgres(url.clone())).unwrap();
     let lease = ["--claim-lease", "15s"];
     let victim = sweep(&url, &lease, &env);
-    let pid = victim.id();
+    let pid = victim.0.as_ref().unwrap().id();
     let mut db = crate::pg::connect(&url);
     let deadline = Instant::now() + Duration::from_secs(300);
     while count(&mut db, "SELECT count(*) FROM etcd_audit_audits") < 300 {

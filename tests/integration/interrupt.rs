@@ -89,6 +89,23 @@ fn sigint_and_sigterm_leave_no_temporary_copies() {
     }
 }
 
+/// The reader of its stderr is gone (a closed pipe, as when the caller was
+/// killed first): SIGTERM still stops it, cleans up and exits 143.
+#[test]
+fn sigterm_stops_a_run_whose_stderr_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.tar");
+    slow_tar(&source, 4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_scan(&source, tmp.path());
+    wait_for_unpacking(&mut child, tmp.path());
+    drop(child.stderr.take());
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let (got, _) = finish(child);
+    assert_eq!(got, 143);
+    assert_eq!(entries(tmp.path()), Vec::<String>::new(), "left behind");
+}
+
 #[test]
 fn after_sigkill_the_next_run_removes_what_was_left() {
     let dir = tempfile::tempdir().unwrap();
