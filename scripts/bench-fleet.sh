@@ -5,7 +5,9 @@
 # here, in a temp dir) by 1, 2 and 4 shard workers at once; and by one
 # worker into a redb file, and a rerun that finds everything recorded.
 # Prints objects/second side by side, measured in one run (wall clock of
-# the slowest worker).
+# the slowest worker), and the CPU the workers themselves used (user +
+# system, all workers): objects per etcd-audit CPU-second is what a worker
+# costs once the object store and the database are elsewhere.
 #
 #   scripts/bench-fleet.sh [OBJECTS=2000]
 set -euo pipefail
@@ -46,24 +48,32 @@ AWS_ENDPOINT_URL=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["endp
 AWS_ACCESS_KEY_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_key"])' <"$WORK/s3.json")
 AWS_SECRET_ACCESS_KEY=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_key"])' <"$WORK/s3.json")
 
-sweep() {  # sweep CATALOG WORKERS: prints wall seconds of the slowest
+sweep() {  # sweep CATALOG WORKERS: prints wall seconds of the slowest, and the workers' CPU seconds
     local catalog=$1 workers=$2 start pids=()
     start=$(date +%s.%N)
     for i in $(seq 0 $((workers - 1))); do
         local shard=()
         [ "$workers" -gt 1 ] && shard=(--shard "$i/$workers")
-        "$BIN" scan --quiet -c "$WORK/fleet/config.yaml" "--catalog=$catalog" "${shard[@]}" \
+        /usr/bin/time -f '%U %S' -o "$WORK/cpu-$i" \
+            "$BIN" scan --quiet -c "$WORK/fleet/config.yaml" "--catalog=$catalog" "${shard[@]}" \
             s3://backups/fleet/ >/dev/null 2>"$WORK/sweep-$i.log" &
         pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || [ $? -le 1 ]; done
     python3 -c "import time; print(f'{time.time() - $start:.2f}')"
+    cat "$WORK"/cpu-* | awk '{ cpu += $1 + $2 } END { printf "%.2f\n", cpu }'
+    rm -f "$WORK"/cpu-*
 }
 
 printf '%s objects (%s distinct real snapshots), %s cores\n\n' "$OBJECTS" \
     "$(ls "$WORK/fleet"/*.db | wc -l)" "$(nproc)"
-printf '| catalog | workers | wall (s) | objects/s |\n|---|---|---|---|\n'
-row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(python3 -c "print(round($OBJECTS / $3))")"; }
+
+printf '| catalog | workers | wall (s) | objects/s | workers CPU (s) | objects per CPU-second |\n|---|---|---|---|---|---|\n'
+row() {  # row LABEL WORKERS "WALL CPU"
+    set -- "$1" "$2" $3
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(python3 -c "print(round($OBJECTS / $3))")" \
+        "$4" "$(python3 -c "print(round($OBJECTS / $4))")"
+}
 t=$(sweep "$WORK/one.redb" 1); row "redb file" 1 "$t"
 t=$(sweep "$WORK/one.redb" 1); row "redb file, rerun (all recorded)" 1 "$t"
 for w in 1 2 4; do

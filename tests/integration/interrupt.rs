@@ -67,19 +67,32 @@ fn finish(mut child: Child) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A scan unpacking a large tar into a scratch folder of its own (`tmp`),
+/// caught in the act; `dir` holds the tar.
+struct Unpacking {
+    dir: tempfile::TempDir,
+    tmp: tempfile::TempDir,
+    child: Child,
+}
+
+fn unpacking() -> Unpacking {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.tar");
+    slow_tar(&source, 4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_scan(&source, tmp.path());
+    wait_for_unpacking(&mut child, tmp.path());
+    Unpacking { dir, tmp, child }
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
 #[test]
 fn sigint_and_sigterm_leave_no_temporary_copies() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("big.tar");
-    slow_tar(&source, 4096);
     for (signal, code, name) in [("-INT", 130, "SIGINT"), ("-TERM", 143, "SIGTERM")] {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = spawn_scan(&source, tmp.path());
-        wait_for_unpacking(&mut child, tmp.path());
+        let Unpacking { dir: _dir, tmp, child } = unpacking();
         assert!(!entries(tmp.path()).is_empty());
         Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
         let (got, stderr) = finish(child);
@@ -93,12 +106,7 @@ fn sigint_and_sigterm_leave_no_temporary_copies() {
 /// killed first): SIGTERM still stops it, cleans up and exits 143.
 #[test]
 fn sigterm_stops_a_run_whose_stderr_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("big.tar");
-    slow_tar(&source, 4096);
-    let tmp = tempfile::tempdir().unwrap();
-    let mut child = spawn_scan(&source, tmp.path());
-    wait_for_unpacking(&mut child, tmp.path());
+    let Unpacking { dir: _dir, tmp, mut child } = unpacking();
     drop(child.stderr.take());
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let (got, _) = finish(child);
@@ -108,12 +116,7 @@ fn sigterm_stops_a_run_whose_stderr_is_closed() {
 
 #[test]
 fn after_sigkill_the_next_run_removes_what_was_left() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("big.tar");
-    slow_tar(&source, 4096);
-    let tmp = tempfile::tempdir().unwrap();
-    let mut child = spawn_scan(&source, tmp.path());
-    wait_for_unpacking(&mut child, tmp.path());
+    let Unpacking { dir: _dir, tmp, mut child } = unpacking();
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     assert!(bytes_under(tmp.path()) >= 8 << 20, "SIGKILL left the unpacked copy");
