@@ -122,15 +122,19 @@ impl PgStore {
             .query_one("SELECT to_regclass('etcd_audit_migrations') IS NOT NULL", &[])
             .map_err(self.err())?
             .get(0);
-        if !exists && !create {
-            return Err(CatalogError::Missing { path: self.shown.clone() });
+        match (exists, create) {
+            (true, _) => {}
+            // Queries create nothing (and need no CREATE privilege: a
+            // read-only role may ask).
+            (false, false) => return Err(CatalogError::Missing { path: self.shown.clone() }),
+            (false, true) => tx
+                .batch_execute(
+                    "CREATE TABLE etcd_audit_migrations (
+                         version integer PRIMARY KEY,
+                         applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                .map_err(self.err())?,
         }
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS etcd_audit_migrations (
-                 version integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .map_err(self.err())?;
         let found: i32 = tx
             .query_one("SELECT coalesce(max(version), 0) FROM etcd_audit_migrations", &[])
             .map_err(self.err())?

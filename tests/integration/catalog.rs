@@ -666,6 +666,21 @@ fn a_database_catalog_is_created_by_a_sweep_never_by_a_query() {
     assert_eq!(applied, 1, "each migration once");
     assert!(Catalog::open_existing(at()).unwrap().list().unwrap().is_empty());
 
+    // A role that may only read answers queries (dashboards, on-call).
+    let db_name: String = db.query_one("SELECT current_database()", &[]).unwrap().get(0);
+    db.batch_execute(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reader') THEN CREATE ROLE reader LOGIN; END IF; END $$;
+         GRANT CONNECT ON DATABASE {db_name} TO reader;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;"
+    ))
+    .unwrap();
+    let reader = Location::Postgres(url.replace("etcd_audit@", "reader@"));
+    let catalog = Catalog::open_existing(reader.clone()).unwrap();
+    assert!(catalog.list().unwrap().is_empty());
+    assert!(catalog.can_retire("aescbc", "key-old").unwrap().is_empty());
+    let err = catalog.record(&record(FORENSICS, AFTER, Origin::Other, &run_at("k", 1))).err().unwrap();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+
     // A database migrated by a newer etcd-audit is refused, by sweeps and queries.
     db.execute("INSERT INTO etcd_audit_migrations (version) VALUES (99)", &[]).unwrap();
     for err in [Catalog::open(at()).err(), Catalog::open_existing(at()).err()] {
