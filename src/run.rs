@@ -324,7 +324,7 @@ pub fn catalog(
             return Ok(Outcome::Clean);
         }
         CatalogQuery::Clusters { sweep, fail_on } => {
-            let members = catalog.list()?.iter().map(catalog::member_of).collect::<Vec<_>>();
+            let members = catalog.members()?;
             let mut clusters = sweep::group(members, None, &sweep);
             for c in &mut clusters {
                 c.failed_on = fail_on.matched_findings(&c.findings);
@@ -394,7 +394,7 @@ fn walk_settings<'a>(
 
 /// What one scan run audited and, with `--catalog`, everything the catalog
 /// holds afterwards (for the per-cluster sweep).
-type ScanRun = (Walked<ScanReport, AuditError>, Option<Vec<BackupRecord>>);
+type ScanRun = (Walked<ScanReport, AuditError>, Option<Vec<Member>>);
 
 fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
     let configs = load_configs(&args.keys.configs)?;
@@ -483,7 +483,7 @@ fn scan_all(args: &ScanArgs) -> Result<ScanRun, RunError> {
             recorded.into_inner(),
             passed(SkipReason::AlreadyAudited),
         );
-        catalogued = Some(catalog.list()?);
+        catalogued = Some(catalog.members()?);
     }
     Ok((walked, catalogued))
 }
@@ -553,9 +553,9 @@ fn audit_item(
 /// keys shared with clusters this run did not read; this run's backups are
 /// recorded there already), plus this run's backups of unknown clusters;
 /// else this run's.
-fn with_catalogued(audited: Vec<Member>, catalogued: Option<Vec<BackupRecord>>) -> Vec<Member> {
-    let Some(records) = catalogued else { return audited };
-    let known = records.iter().filter(|r| r.cluster_uid.is_some()).map(catalog::member_of);
+fn with_catalogued(audited: Vec<Member>, catalogued: Option<Vec<Member>>) -> Vec<Member> {
+    let Some(members) = catalogued else { return audited };
+    let known = members.into_iter().filter(|m| m.uid.is_some());
     known.chain(audited.into_iter().filter(|m| m.uid.is_none())).collect()
 }
 

@@ -28,7 +28,7 @@ use redb::{
     TableHandle, WriteTransaction,
 };
 
-use super::tables::{ReadTables, Table, WriteTables};
+use super::tables::{OnRow, ReadTables, Table, WriteTables};
 use super::{CatalogError, MIGRATES_FROM, SCHEMA_VERSION};
 
 /// How long an operation waits for another process to release the file.
@@ -296,12 +296,12 @@ impl ReadTables for Reader<'_> {
         get(self.store, t, key)
     }
 
-    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
+    fn each(&mut self, table: Table, row: &mut OnRow) -> Result<(), CatalogError> {
         let t = match table {
             Table::Backups => self.backups.as_ref(),
             Table::Sources => self.sources.as_ref(),
         };
-        rows(self.store, t)
+        each(self.store, t, row)
     }
 }
 
@@ -327,8 +327,8 @@ impl ReadTables for Writer<'_, '_> {
         get(self.store, Some(&self.open(table)?), key)
     }
 
-    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
-        rows(self.store, Some(&self.open(table)?))
+    fn each(&mut self, table: Table, row: &mut OnRow) -> Result<(), CatalogError> {
+        each(self.store, Some(&self.open(table)?), row)
     }
 }
 
@@ -353,17 +353,16 @@ where
     Ok(table.get(key).map_err(|e| store.db_err(e))?.map(|v| v.value().to_vec()))
 }
 
-fn rows<R>(store: &FileStore, table: Option<&R>) -> Result<Vec<(String, Vec<u8>)>, CatalogError>
+fn each<R>(store: &FileStore, table: Option<&R>, f: &mut OnRow) -> Result<(), CatalogError>
 where
     R: ReadableTable<&'static str, &'static [u8]>,
 {
     let Some(table) = table else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    let mut out = Vec::new();
     for row in table.iter().map_err(|e| store.db_err(e))? {
         let (k, v) = row.map_err(|e| store.db_err(e))?;
-        out.push((k.value().to_string(), v.value().to_vec()));
+        f(k.value(), v.value())?;
     }
-    Ok(out)
+    Ok(())
 }

@@ -327,6 +327,14 @@ impl Catalog {
         Ok(all)
     }
 
+    /// Every record as a member of the per-cluster sweep, read one record
+    /// at a time (only the members are held).
+    pub fn members(&self) -> Result<Vec<crate::audit::sweep::Member>, CatalogError> {
+        let mut members = Vec::new();
+        self.read(|t| t.each_backup(&mut |r| members.push(member_of(&r))))?;
+        Ok(members)
+    }
+
     /// The record of this content, if any.
     pub fn get(&self, sha256: &str) -> Result<Option<BackupRecord>, CatalogError> {
         let sha256 = sha256.to_ascii_lowercase();

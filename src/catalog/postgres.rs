@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use postgres::{Client, Config, IsolationLevel, Transaction};
 
-use super::tables::{ReadTables, Table, WriteTables};
+use super::tables::{OnRow, ReadTables, Table, WriteTables};
 use super::{CatalogError, Claim};
 
 /// The migrations, in order: (version, SQL). A database with a version
@@ -369,11 +369,15 @@ impl ReadTables for Tables<'_, '_> {
         Ok(row.map(|r| r.get::<_, String>(0).into_bytes()))
     }
 
-    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
+    fn each(&mut self, table: Table, row: &mut OnRow) -> Result<(), CatalogError> {
+        use postgres::fallible_iterator::FallibleIterator;
         let (name, k, v) = table_sql(table);
-        let rows =
-            self.tx.query(&format!("SELECT {k}, {v}::text FROM {name}"), &[]).map_err(self.store.err())?;
-        Ok(rows.into_iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1).into_bytes())).collect())
+        let sql = format!("SELECT {k}, {v}::text FROM {name}");
+        let mut rows = self.tx.query_raw(&sql, std::iter::empty::<&str>()).map_err(self.store.err())?;
+        while let Some(r) = rows.next().map_err(self.store.err())? {
+            row(r.get::<_, &str>(0), r.get::<_, &str>(1).as_bytes())?;
+        }
+        Ok(())
     }
 }
 

@@ -18,14 +18,28 @@ pub(super) enum Table {
     Sources,
 }
 
+/// What [`ReadTables::each`] calls with each row's key and JSON bytes.
+pub(super) type OnRow<'a> = dyn FnMut(&str, &[u8]) -> Result<(), CatalogError> + 'a;
+
 /// One read transaction: rows by key, and every row. The typed reads are
 /// provided on top.
 pub(super) trait ReadTables {
     /// The catalog, as error messages name it.
     fn at(&self) -> &str;
     fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, CatalogError>;
+    /// Every row of a table, one at a time as the store yields it (never
+    /// all at once), with its key.
+    fn each(&mut self, table: Table, row: &mut OnRow) -> Result<(), CatalogError>;
+
     /// Every row of a table, with its key.
-    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError>;
+    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
+        let mut out = Vec::new();
+        self.each(table, &mut |k, v| {
+            out.push((k.to_string(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
 
     fn backup(&mut self, sha256: &str) -> Result<Option<BackupRecord>, CatalogError> {
         let row = self.get(Table::Backups, sha256)?;
@@ -40,6 +54,16 @@ pub(super) trait ReadTables {
     fn backups(&mut self) -> Result<Vec<BackupRecord>, CatalogError> {
         let rows = self.rows(Table::Backups)?;
         rows.iter().map(|(k, v)| decode(self.at(), k, v)).collect()
+    }
+
+    /// Every record turned by `f` as it is read: the records are never all
+    /// in memory at once (a fleet's catalog may hold hundreds of thousands).
+    fn each_backup(&mut self, f: &mut dyn FnMut(BackupRecord)) -> Result<(), CatalogError> {
+        let at = self.at().to_string();
+        self.each(Table::Backups, &mut |k, v| {
+            f(decode(&at, k, v)?);
+            Ok(())
+        })
     }
 
     fn sightings(&mut self) -> Result<Vec<(String, Sighting)>, CatalogError> {
