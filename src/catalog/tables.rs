@@ -31,16 +31,6 @@ pub(super) trait ReadTables {
     /// all at once), with its key.
     fn each(&mut self, table: Table, row: &mut OnRow) -> Result<(), CatalogError>;
 
-    /// Every row of a table, with its key.
-    fn rows(&mut self, table: Table) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
-        let mut out = Vec::new();
-        self.each(table, &mut |k, v| {
-            out.push((k.to_string(), v.to_vec()));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     fn backup(&mut self, sha256: &str) -> Result<Option<BackupRecord>, CatalogError> {
         let row = self.get(Table::Backups, sha256)?;
         row.map(|bytes| decode(self.at(), sha256, &bytes)).transpose()
@@ -52,8 +42,9 @@ pub(super) trait ReadTables {
     }
 
     fn backups(&mut self) -> Result<Vec<BackupRecord>, CatalogError> {
-        let rows = self.rows(Table::Backups)?;
-        rows.iter().map(|(k, v)| decode(self.at(), k, v)).collect()
+        let mut out = Vec::new();
+        self.each_backup(&mut |r| out.push(r))?;
+        Ok(out)
     }
 
     /// Every record turned by `f` as it is read: the records are never all
@@ -67,13 +58,12 @@ pub(super) trait ReadTables {
     }
 
     fn sightings(&mut self) -> Result<Vec<(String, Sighting)>, CatalogError> {
-        let rows = self.rows(Table::Sources)?;
-        rows.into_iter()
-            .map(|(k, v)| {
-                let s = decode(self.at(), &k, &v)?;
-                Ok((k, s))
-            })
-            .collect()
+        let (at, mut out) = (self.at().to_string(), Vec::new());
+        self.each(Table::Sources, &mut |k, v| {
+            out.push((k.to_string(), decode(&at, k, v)?));
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
