@@ -52,7 +52,8 @@ pub fn compare(configs: &[EncryptionConfig]) -> Comparison {
     let mut differences = Vec::new();
     for pattern in &patterns {
         let gr = GroupResource::parse(pattern);
-        let lists: Vec<Option<Vec<&Provider>>> = configs.iter().map(|c| c.providers_for(&gr)).collect();
+        let lists: Vec<Option<Vec<&Provider>>> =
+            configs.iter().map(|c| c.providers_for(gr.as_ref())).collect();
         let labels: Vec<Vec<String>> = lists.iter().map(|l| labels(l.as_deref())).collect();
         if labels.iter().any(|l| l != &labels[0]) {
             let shown: Vec<String> =

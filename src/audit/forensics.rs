@@ -39,7 +39,7 @@ pub struct KeyFilter<'s> {
 
 impl KeyFilter<'_> {
     pub fn parse<'k>(&self, key: &'k [u8]) -> Option<RegistryKey<'k>> {
-        RegistryKey::parse(key, self.prefix).filter(|rk| self.scope.contains(&rk.resource))
+        RegistryKey::parse(key, self.prefix).filter(|rk| self.scope.contains(rk.resource))
     }
 }
 

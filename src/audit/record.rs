@@ -112,10 +112,7 @@ impl Location {
     pub fn new(key: &[u8], rk: &RegistryKey) -> Location {
         Location {
             key: String::from_utf8_lossy(key).into_owned(),
-            resource: match rk.resource.group.as_str() {
-                "" => rk.resource.resource.clone(),
-                _ => rk.resource.to_string(),
-            },
+            resource: rk.resource.to_string(),
             namespace: rk.namespace.map(str::to_owned),
             name: rk.name.to_owned(),
         }

@@ -2,7 +2,7 @@
 //! resource a supplied config names, wildcards included.
 
 use crate::encryption::EncryptionConfig;
-use crate::k8s::{GroupResource, CORE_RESOURCES};
+use crate::k8s::{GroupResource, ResourceRef, CORE_RESOURCES};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
@@ -33,14 +33,12 @@ impl Scope {
         Scope { patterns }
     }
 
-    pub fn contains(&self, gr: &GroupResource) -> bool {
+    pub fn contains(&self, gr: ResourceRef) -> bool {
         self.patterns.iter().any(|p| match p {
             Pattern::All => true,
-            Pattern::Group(g) if g.is_empty() => {
-                gr.group.is_empty() && CORE_RESOURCES.contains(&gr.resource.as_str())
-            }
-            Pattern::Group(g) => &gr.group == g,
-            Pattern::Exact(e) => e == gr,
+            Pattern::Group(g) if g.is_empty() => gr.group.is_empty() && CORE_RESOURCES.contains(&gr.resource),
+            Pattern::Group(g) => gr.group == g,
+            Pattern::Exact(e) => gr == *e,
         })
     }
 }
@@ -49,15 +47,19 @@ impl Scope {
 mod tests {
     use super::*;
 
+    fn gr<'a>(group: &'a str, resource: &'a str) -> ResourceRef<'a> {
+        ResourceRef { group, resource }
+    }
+
     #[test]
     fn wildcards() {
         let s = Scope::new(["*.", "*.apps", "pandas.bears.example"], &[]);
-        assert!(s.contains(&GroupResource::new("", "configmaps")));
-        assert!(s.contains(&GroupResource::new("apps", "deployments")));
-        assert!(s.contains(&GroupResource::new("bears.example", "pandas")));
-        assert!(!s.contains(&GroupResource::new("batch", "jobs")));
-        assert!(!s.contains(&GroupResource::new("", "widgets")));
-        assert!(Scope::new(["*.*"], &[]).contains(&GroupResource::new("batch", "jobs")));
-        assert!(!Scope::new([], &[]).contains(&GroupResource::new("", "configmaps")));
+        assert!(s.contains(gr("", "configmaps")));
+        assert!(s.contains(gr("apps", "deployments")));
+        assert!(s.contains(gr("bears.example", "pandas")));
+        assert!(!s.contains(gr("batch", "jobs")));
+        assert!(!s.contains(gr("", "widgets")));
+        assert!(Scope::new(["*.*"], &[]).contains(gr("batch", "jobs")));
+        assert!(!Scope::new([], &[]).contains(gr("", "configmaps")));
     }
 }

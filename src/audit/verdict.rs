@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encryption::hygiene::{seal_of, KnownKeys, Seal};
 use crate::encryption::{EncryptionConfig, KeyId, Keyring, KmsApi, Provider, ProviderKind, ReadOutcome};
-use crate::k8s::{decode_object, Encoding, GroupResource, ObjectInfo, RegistryKey};
+use crate::k8s::{decode_object, Encoding, ObjectInfo, RegistryKey, ResourceRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,8 +124,11 @@ impl Judge {
     }
 
     /// The provider list kube-apiserver would use for `gr`, from the first config.
-    pub fn providers_for(&self, gr: &GroupResource) -> Option<Vec<&Provider>> {
-        self.configs.first()?.providers_for(gr)
+    pub fn providers_for<'s, 'g>(
+        &'s self,
+        gr: ResourceRef<'g>,
+    ) -> Option<impl Iterator<Item = &'s Provider> + Clone + use<'s, 'g>> {
+        self.configs.first()?.provider_list(gr)
     }
 
     pub fn judge(&self, etcd_key: &[u8], rk: &RegistryKey, value: &[u8]) -> Verdict {
@@ -148,38 +151,38 @@ impl Judge {
         if matches!(v.provider, Some(ProviderKind::Aesgcm | ProviderKind::Secretbox | ProviderKind::Kms)) {
             v.seal = v.key_name.as_deref().and_then(|name| seal_of(value, name)).map(Box::new);
         }
-        let list = self.providers_for(&rk.resource);
+        let list = self.providers_for(rk.resource);
         match reading.outcome {
             ReadOutcome::NotEncrypted => {
                 let (encoding, object) = decode_object(value);
                 v.encoding = Some(encoding);
                 v.object = object.map(Box::new);
                 v.plaintext_unreadable =
-                    list.is_some_and(|l| !l.iter().any(|p| matches!(p, Provider::Identity)));
+                    list.is_some_and(|mut l| !l.any(|p| matches!(p, Provider::Identity)));
             }
             ReadOutcome::Decrypted { key, accepted: (encoding, object) } => {
                 let k = self.keyring.key(key);
                 let holds =
-                    |p: &&Provider| matches!(p, Provider::Keys(_, keys) if keys.iter().any(|x| x.same_as(k)));
-                let writes = matches!(list.as_ref().and_then(|l| l.first()), Some(Provider::Keys(_, keys)) if keys[0].same_as(k));
+                    |p: &Provider| matches!(p, Provider::Keys(_, keys) if keys.iter().any(|x| x.same_as(k)));
+                let writes = matches!(list.clone().and_then(|mut l| l.next()), Some(Provider::Keys(_, keys)) if keys[0].same_as(k));
                 v.class = Class::Decryptable;
                 v.encoding = Some(encoding);
                 v.object = Some(Box::new(object));
                 v.stale = Some(!writes);
                 v.key = Some(key);
-                v.outside_provider_list = !list.is_some_and(|l| l.iter().any(holds));
+                v.outside_provider_list = !list.is_some_and(|mut l| l.any(holds));
             }
             ReadOutcome::KmsDecrypted { stale, note, accepted: (encoding, object) } => {
                 let (api, name) = (v.kms_api, v.key_name.as_deref());
-                let this = |p: &&Provider| matches!(p, Provider::Kms(k) if Some(k.api) == api && Some(k.name.as_str()) == name);
-                let writes = list.as_ref().and_then(|l| l.first()).is_some_and(this);
+                let this = |p: &Provider| matches!(p, Provider::Kms(k) if Some(k.api) == api && Some(k.name.as_str()) == name);
+                let writes = list.clone().and_then(|mut l| l.next()).is_some_and(this);
                 v.class = Class::Decryptable;
                 v.encoding = Some(encoding);
                 v.object = Some(Box::new(object));
                 v.stale = Some(stale.is_some() || !writes);
                 let detail: Vec<String> = stale.into_iter().chain(note).collect();
                 v.detail = (!detail.is_empty()).then(|| detail.join("; "));
-                v.outside_provider_list = !list.is_some_and(|l| l.iter().any(this));
+                v.outside_provider_list = !list.is_some_and(|mut l| l.any(this));
             }
             ReadOutcome::UnknownKey(d) => (v.class, v.detail) = (Class::UnknownKey, Some(d)),
             ReadOutcome::Undecryptable(d) => (v.class, v.detail) = (Class::Undecryptable, Some(d)),

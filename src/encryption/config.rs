@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{fingerprint, ProviderKind};
-use crate::k8s::GroupResource;
+use crate::k8s::{GroupResource, ResourceRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -157,26 +157,47 @@ impl EncryptionConfig {
     /// The provider list the apiserver uses for `gr` (`transformerFromOverrides`):
     /// the exact resource (entries naming it again are appended), else
     /// `*.group`, else `*.*`; `None` means identity only.
-    pub fn providers_for(&self, gr: &GroupResource) -> Option<Vec<&Provider>> {
-        let exact = gr.to_string();
-        let group_wild = format!("*.{}", gr.group);
-        for pattern in [exact.as_str(), group_wild.as_str(), "*.*"] {
-            let list: Vec<&Provider> = self
-                .rules
-                .iter()
-                .filter(|r| r.resources.iter().any(|x| x == pattern))
-                .flat_map(|r| r.providers.iter())
-                .collect();
-            if !list.is_empty() {
-                return Some(list);
-            }
-        }
-        None
+    pub fn providers_for(&self, gr: ResourceRef) -> Option<Vec<&Provider>> {
+        self.provider_list(gr).map(Iterator::collect)
+    }
+
+    /// [`Self::providers_for`] without collecting (it runs once per value).
+    pub fn provider_list<'s, 'g>(
+        &'s self,
+        gr: ResourceRef<'g>,
+    ) -> Option<impl Iterator<Item = &'s Provider> + Clone + use<'s, 'g>> {
+        let names = move |r: &ResourceRule, tier: Tier| r.resources.iter().any(|x| tier.matches(x, gr));
+        let tier = [Tier::Exact, Tier::Group, Tier::All]
+            .into_iter()
+            .find(|&t| self.rules.iter().any(|r| !r.providers.is_empty() && names(r, t)))?;
+        Some(self.rules.iter().filter(move |r| names(r, tier)).flat_map(|r| r.providers.iter()))
     }
 
     /// Every resource pattern the file names, for the scan scope.
     pub fn resource_patterns(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().flat_map(|r| r.resources.iter().map(String::as_str))
+    }
+}
+
+/// Which of a config's resource patterns name a resource, in the order the
+/// apiserver tries them: `resource.group` exactly, `*.group`, `*.*`.
+#[derive(Clone, Copy)]
+enum Tier {
+    Exact,
+    Group,
+    All,
+}
+
+impl Tier {
+    fn matches(self, pattern: &str, gr: ResourceRef) -> bool {
+        match self {
+            Tier::Exact => pattern.strip_prefix(gr.resource).is_some_and(|rest| match gr.group {
+                "" => rest.is_empty(),
+                group => rest.strip_prefix('.') == Some(group),
+            }),
+            Tier::Group => pattern.strip_prefix("*.") == Some(gr.group),
+            Tier::All => pattern == "*.*",
+        }
     }
 }
 
@@ -573,11 +594,11 @@ mod tests {
             "{HEAD}resources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n      - name: 'k:1'\n        secret: c2VjcmV0IGlzIHNlY3VyZQ==\n  - identity: {{}}\n- resources: ['*.apps']\n  providers:\n  - secretbox:\n      keys:\n      - name: sb\n        secret: YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=\n"
         );
         let cfg = EncryptionConfig::parse("t.yaml", yaml.as_bytes()).unwrap();
-        let list = cfg.providers_for(&GroupResource::new("", "secrets")).unwrap();
+        let list = cfg.providers_for(GroupResource::new("", "secrets").as_ref()).unwrap();
         assert_eq!(list.iter().map(|p| p.label()).collect::<Vec<_>>(), ["aescbc:k:1", "identity"]);
-        let apps = cfg.providers_for(&GroupResource::new("apps", "deployments")).unwrap();
+        let apps = cfg.providers_for(GroupResource::new("apps", "deployments").as_ref()).unwrap();
         assert_eq!(apps[0].label(), "secretbox:sb");
-        assert!(cfg.providers_for(&GroupResource::new("", "configmaps")).is_none());
+        assert!(cfg.providers_for(GroupResource::new("", "configmaps").as_ref()).is_none());
     }
 
     #[test]

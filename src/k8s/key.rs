@@ -31,8 +31,42 @@ impl GroupResource {
 
 impl std::fmt::Display for GroupResource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.group.as_str() {
-            "" => f.write_str(&self.resource),
+        self.as_ref().fmt(f)
+    }
+}
+
+impl GroupResource {
+    /// The borrowed view that registry keys carry.
+    pub fn as_ref(&self) -> ResourceRef<'_> {
+        ResourceRef { group: &self.group, resource: &self.resource }
+    }
+}
+
+/// A resource in a group, borrowed: what a registry key names (its strings
+/// come from the key itself or from the built-in tables, so parsing a key
+/// allocates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceRef<'a> {
+    pub group: &'a str,
+    pub resource: &'a str,
+}
+
+impl ResourceRef<'_> {
+    pub fn to_owned(self) -> GroupResource {
+        GroupResource::new(self.group, self.resource)
+    }
+}
+
+impl PartialEq<GroupResource> for ResourceRef<'_> {
+    fn eq(&self, other: &GroupResource) -> bool {
+        *self == other.as_ref()
+    }
+}
+
+impl std::fmt::Display for ResourceRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group {
+            "" => f.write_str(self.resource),
             g => write!(f, "{}.{g}", self.resource),
         }
     }
@@ -111,7 +145,7 @@ const NON_OBJECT_PATHS: &[&str] = &["ranges", "masterleases"];
 /// A key under the etcd prefix, split into its resource, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryKey<'k> {
-    pub resource: GroupResource,
+    pub resource: ResourceRef<'k>,
     pub namespace: Option<&'k str>,
     pub name: &'k str,
 }
@@ -141,7 +175,7 @@ impl<'k> RegistryKey<'k> {
     }
 }
 
-fn resource_of<'s, 'k>(segments: &'s [&'k str]) -> Option<(GroupResource, &'s [&'k str])> {
+fn resource_of<'s, 'k>(segments: &'s [&'k str]) -> Option<(ResourceRef<'k>, &'s [&'k str])> {
     let (&first, rest) = segments.split_first()?;
     if NON_OBJECT_PATHS.contains(&first) {
         return None;
@@ -149,25 +183,25 @@ fn resource_of<'s, 'k>(segments: &'s [&'k str]) -> Option<(GroupResource, &'s [&
     if first.contains('.') {
         // `<group>/<plural>/...`: custom resources, CRDs, APIServices.
         let (&plural, tail) = rest.split_first()?;
-        return Some((GroupResource::new(first, plural), tail));
+        return Some((ResourceRef { group: first, resource: plural }, tail));
     }
-    let core = |r: &str| GroupResource::new("", r);
+    let core = |resource: &'k str| ResourceRef { group: "", resource };
     Some(match (first, rest) {
         ("services", ["specs", tail @ ..]) => (core("services"), tail),
         ("services", ["endpoints", tail @ ..]) => (core("endpoints"), tail),
         ("minions", tail) => (core("nodes"), tail),
         ("controllers", tail) => (core("replicationcontrollers"), tail),
-        ("ingress", tail) => (GroupResource::new("networking.k8s.io", "ingresses"), tail),
-        (r, tail) => {
-            let group = GROUPED_RESOURCES.iter().find(|(name, _)| *name == r).map_or("", |(_, g)| g);
-            (GroupResource::new(group, r), tail)
+        ("ingress", tail) => (ResourceRef { group: "networking.k8s.io", resource: "ingresses" }, tail),
+        (resource, tail) => {
+            let group = GROUPED_RESOURCES.iter().find(|(name, _)| *name == resource).map_or("", |(_, g)| g);
+            (ResourceRef { group, resource }, tail)
         }
     })
 }
 
 /// The `kube-apiserver-<hash>` leases of the apiserver identity feature are
 /// bookkeeping, not user data.
-fn is_apiserver_identity_lease(resource: &GroupResource, namespace: Option<&str>, name: &str) -> bool {
+fn is_apiserver_identity_lease(resource: &ResourceRef, namespace: Option<&str>, name: &str) -> bool {
     resource.resource == "leases" && namespace == Some("kube-system") && name.starts_with("apiserver-")
 }
 

@@ -5,7 +5,8 @@ mod key;
 mod object;
 
 pub use key::{
-    detect_prefix, elect_prefix, prefix_votes, GroupResource, RegistryKey, CORE_RESOURCES, DEFAULT_PREFIXES,
+    detect_prefix, elect_prefix, prefix_votes, GroupResource, RegistryKey, ResourceRef, CORE_RESOURCES,
+    DEFAULT_PREFIXES,
 };
 pub use object::{decode_object, event_seconds, lease_renew_seconds, Encoding, ObjectInfo};
 
