@@ -51,12 +51,6 @@ pub struct ResourceRef<'a> {
     pub resource: &'a str,
 }
 
-impl ResourceRef<'_> {
-    pub fn to_owned(self) -> GroupResource {
-        GroupResource::new(self.group, self.resource)
-    }
-}
-
 impl PartialEq<GroupResource> for ResourceRef<'_> {
     fn eq(&self, other: &GroupResource) -> bool {
         *self == other.as_ref()
