@@ -99,9 +99,7 @@ pub fn aescbc(key: &[u8], payload: &[u8]) -> Result<Plaintext, CryptoError> {
         // The apiserver panics on this (index out of range); no value can be empty.
         return Err(CryptoError::Malformed("the stored data holds an IV and no ciphertext".into()));
     }
-    if !matches!(key.len(), 16 | 24 | 32) {
-        return Err(CryptoError::Failed(format!("invalid AES key size {}", key.len())));
-    }
+    aes_key_size(key)?;
     let mut plain = Plaintext::copy_of(ct);
     let buf = plain.buf.as_mut_slice();
     match key.len() {
@@ -118,6 +116,14 @@ pub fn aescbc(key: &[u8], payload: &[u8]) -> Result<Plaintext, CryptoError> {
     }
     plain.len -= pad;
     Ok(plain)
+}
+
+/// AES-128, -192 or -256; the apiserver's wording otherwise.
+fn aes_key_size(key: &[u8]) -> Result<(), CryptoError> {
+    match key.len() {
+        16 | 24 | 32 => Ok(()),
+        n => Err(CryptoError::Failed(format!("invalid AES key size {n}"))),
+    }
 }
 
 fn cbc_decrypt<C>(key: &[u8], iv: &[u8], buf: &mut [u8])
@@ -137,9 +143,7 @@ pub fn aesgcm(key: &[u8], payload: &[u8], aad: &[u8]) -> Result<Plaintext, Crypt
     let (nonce, sealed) = payload.split_at(GCM_NONCE);
     let (ct, tag) = sealed.split_at(sealed.len() - GCM_TAG);
     let (nonce, tag) = (aes_gcm::Nonce::from_slice(nonce), aes_gcm::Tag::from_slice(tag));
-    if !matches!(key.len(), 16 | 24 | 32) {
-        return Err(CryptoError::Failed(format!("invalid AES key size {}", key.len())));
-    }
+    aes_key_size(key)?;
     let mut plain = Plaintext::copy_of(ct);
     let buf = plain.buf.as_mut_slice();
     let opened = match key.len() {
@@ -269,9 +273,6 @@ fn xnonce_key(seed: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoErr
 mod tests {
     use super::*;
 
-    /// One buffer per thread serves value after value: lent out while a
-    /// plaintext lives, given back (emptied and zeroed) when it is dropped,
-    /// also when the value did not open.
     /// The capacity of the thread's spare buffer, when it is empty.
     fn spare() -> Option<usize> {
         let buf = SPARE.with(Cell::take);
@@ -280,6 +281,9 @@ mod tests {
         capacity
     }
 
+    /// One buffer per thread serves value after value: lent out while a
+    /// plaintext lives, given back (emptied and zeroed) when it is dropped,
+    /// also when the value did not open.
     #[test]
     fn plaintext_buffers_are_reused_and_given_back_empty() {
         let key = [7u8; 32];
